@@ -1,0 +1,226 @@
+"""The enforcing limiter: rpm / tpm / concurrency per key, group and (key or group, model), and
+USD budgets per calendar period, over a `StateStore` (memory or Redis).
+
+Per request: `admit` looks up the compiled plan for (key, model), reserves everything in one
+store operation (one Redis round trip) and returns OpenAI's x-ratelimit-* headers; `settle`
+replaces the token estimate with the real usage, frees the concurrency slot and charges the
+cost to the budgets. A request whose key has no limit costs a dict lookup and no store call.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Protocol
+
+from ..config.snapshot import KeyRuntime, Snapshot
+from ..policy.context import UsageView
+from ..usage.record import UsageRecord
+from .answers import LimitsUnavailable, rate_headers, refusal
+from .limits import Admission
+from .periods import Calendar, Window
+from .plan import EMPTY, NANO, Plan, Reads, Spend, build_plan, lease_ms, rule_reads
+from .store import Ask, Settle, StateStore, StateUnavailable
+
+log = logging.getLogger("tollgate.limits")
+KEEP_PAST_PERIODS_S = 35 * 86400  # a finished period's counter stays readable this long
+
+
+class SpendSource(Protocol):
+    """The usage ledger's view of past spend, used to seed budget counters."""
+
+    async def spend_since(self, kind: str, ident: str, since: datetime) -> Decimal: ...
+
+
+@dataclass(slots=True)
+class Ticket:
+    plan: Plan
+    lease: str
+    reserved: int
+    spend_keys: list[tuple[str, int]]  # state key, expire-at
+
+
+def to_nano(usd: Decimal | None) -> int:
+    if not usd:
+        return 0
+    return int((usd * NANO).to_integral_value(ROUND_HALF_UP))
+
+
+class EnforcingLimiter:
+    def __init__(self, store: StateStore, spend_source: SpendSource | None = None,
+                 fail_open: bool = False) -> None:
+        self.store = store
+        self.spend_source = spend_source
+        self.fail_open = fail_open
+        self._snap: Snapshot | None = None
+        self._reads = Reads()
+        self._lease_ms = 0
+        self._calendar = Calendar("UTC")
+        self._plans: dict[tuple[str, str], Plan] = {}
+        self._seeded: set[str] = set()
+        self._spend_keys: dict[Plan, tuple[list[Window], list[tuple[str, int]], list[tuple[str, int]]]] = {}
+        self._lease_ids = itertools.count()
+        self._lease_prefix = f"{os.getpid()}-{secrets.token_hex(3)}-"
+        self._last_outage_log = 0.0
+
+    def _sync(self, snap: Snapshot) -> None:
+        """A new snapshot (hot reload) recompiles plans lazily; state keys are unchanged."""
+        if snap is self._snap:
+            return
+        self._snap, self._reads, self._lease_ms = snap, rule_reads(snap), lease_ms(snap)
+        self._plans = {}
+        self._spend_keys = {}
+        if str(self._calendar.zone) != snap.settings.timezone:
+            self._calendar = Calendar(snap.settings.timezone)
+
+    def _plan(self, snap: Snapshot, key: KeyRuntime, model: str) -> Plan:
+        if snap is not self._snap:
+            self._sync(snap)
+        plan = self._plans.get((key.id, model))
+        if plan is None:
+            if len(self._plans) > 65536:
+                self._plans.clear()
+                self._spend_keys.clear()
+            plan = self._plans[(key.id, model)] = build_plan(snap, key, model, self._reads)
+        return plan
+
+    def _windows(self, spends: tuple[Spend, ...]) -> list[Window]:
+        return [self._calendar.current(s.period) for s in spends]
+
+    async def admit(self, snapshot: Snapshot, key: KeyRuntime, model: str, estimate_tokens: int) -> Admission:
+        plan = self._plan(snapshot, key, model)
+        if plan is EMPTY:
+            return Admission()
+        windows: list[Window] = []
+        spend_keys: list[tuple[str, int]] = []
+        budgets: list[tuple[str, int]] = []
+        fresh = False  # spend keys computed anew: seed them, then cache them
+        if plan.spends:
+            windows = self._windows(plan.spends)
+            cached = self._spend_keys.get(plan)
+            if cached is not None and all(a is b for a, b in zip(cached[0], windows, strict=True)):
+                spend_keys, budgets = cached[1], cached[2]
+            else:
+                fresh = True
+                for spend, window, nano in zip(plan.spends, windows, plan.budget_nanos, strict=True):
+                    state_key = spend.state_key(window.name)
+                    spend_keys.append((state_key, _expire_at(window)))
+                    budgets.append((state_key, nano))
+        ask = Ask(
+            [(k, limit, estimate_tokens if tokens else 1) for k, limit, tokens in plan.rate_args],
+            plan.slot_args,
+            budgets,
+            plan.meter,
+            f"{self._lease_prefix}{next(self._lease_ids)}",
+            self._lease_ms,
+        )
+        try:
+            if fresh:
+                await self._seed(plan.spends, windows)
+                self._spend_keys[plan] = (windows, spend_keys, budgets)  # reused until a period ends
+            grant = await self.store.acquire(ask)
+        except StateUnavailable as exc:
+            return self._outage(exc)
+        if not grant.ok:
+            raise refusal(plan, grant, windows, estimate_tokens)
+        ticket = Ticket(plan, ask.lease, estimate_tokens, spend_keys)
+        return Admission(rate_headers(plan, grant) if plan.header_groups else [], estimate_tokens, ticket)
+
+    async def settle(self, admission: Admission, record: UsageRecord) -> None:
+        ticket = admission.token
+        if not isinstance(ticket, Ticket):
+            return
+        plan = ticket.plan
+        actual = record.prompt_tokens + record.completion_tokens
+        delta = actual - ticket.reserved
+        nano = to_nano(record.cost_usd)
+        settle = Settle(
+            [(k, limit, delta) for k, limit in plan.token_rates] if delta else (),
+            plan.slot_keys,
+            [(k, nano, at) for k, at in ticket.spend_keys] if nano else (),
+            plan.meter,
+            actual,
+            ticket.lease,
+        )
+        if not (settle.tokens or settle.slots or settle.spend or (settle.meter and actual)):
+            return
+        try:
+            await self.store.release(settle)
+        except StateUnavailable as exc:
+            self._log_outage(exc, "usage of a finished request was not counted")
+        except Exception:
+            log.exception("settling limits failed")
+
+    async def usage(self, snapshot: Snapshot, key: KeyRuntime) -> UsageView | None:
+        """What rules see as `usage`; None when no rule reads it (no store call)."""
+        self._sync(snapshot)
+        if not self._reads.any:
+            return None
+        plan = self._plan(snapshot, key, "")
+        spends = plan.spends[:1]
+        windows = self._windows(spends)
+        try:
+            await self._seed(spends, windows)
+            values, rpm, tpm = await self.store.read(
+                [s.state_key(w.name) for s, w in zip(spends, windows, strict=True)], plan.meter
+            )
+        except StateUnavailable as exc:
+            self._outage(exc)
+            return UsageView()
+        spend = values[0] / NANO if values else 0.0
+        budget = spends[0].usd if spends and spends[0].usd is not None else None
+        fraction = 0.0 if budget is None else (spend / budget if budget > 0 else 1.0)
+        return UsageView(spend, budget or 0.0, fraction, rpm, tpm)
+
+    async def _seed(self, spends: tuple[Spend, ...], windows: list[Window]) -> None:
+        """First use of a spend counter in this process: start it from the ledger's total for the
+        period, unless the store already has it (Redis keeps it across restarts). A budget is not
+        enforced from a guess: while the ledger cannot answer, this raises `StateUnavailable`
+        (fail closed), or counts from zero with `redis_failure = open`."""
+        for spend, window in zip(spends, windows, strict=True):
+            state_key = spend.state_key(window.name)
+            if state_key in self._seeded:
+                continue
+            if self.spend_source is not None:
+                try:
+                    usd = await self.spend_source.spend_since(spend.kind, spend.id, window.start)
+                except Exception as exc:
+                    if not self.fail_open:
+                        raise StateUnavailable(f"usage ledger: {type(exc).__name__}: {exc}") from None
+                    log.error("cannot read past spend of %s from the usage ledger (%s); counting from "
+                              "zero (redis_failure = open)", spend.scope, exc)
+                    usd = Decimal(0)
+                await self.store.seed(state_key, to_nano(usd), _expire_at(window))
+            if len(self._seeded) > 100_000:
+                self._seeded.clear()
+            self._seeded.add(state_key)
+
+    def _outage(self, exc: StateUnavailable) -> Admission:
+        if self.fail_open:
+            self._log_outage(exc, "admitting requests without limits (redis_failure = open)")
+            return Admission()
+        self._log_outage(exc, "refusing requests (redis_failure = closed)")
+        raise LimitsUnavailable(
+            "rate-limit and budget state is unavailable (the gateway cannot reach its state store or "
+            "usage ledger); the request was refused, try again shortly",
+            headers=(("retry-after", "1"),),
+        )
+
+    def _log_outage(self, exc: StateUnavailable, what: str) -> None:
+        now = time.monotonic()
+        if now - self._last_outage_log >= 10.0:
+            self._last_outage_log = now
+            log.error("limit state store unreachable (%s): %s", exc, what)
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+def _expire_at(window: Window) -> int:
+    return 0 if window.end is None else int(window.end) + KEEP_PAST_PERIODS_S

@@ -1,0 +1,46 @@
+"""The admission hook the relay calls around every upstream request (quotas, budgets, rate
+limits). This module holds the protocol and the no-limit default; the enforcing limiter
+(`limiter.EnforcingLimiter`, over the memory or Redis store) implements the same protocol."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..config.snapshot import KeyRuntime, Snapshot
+from ..policy.context import UsageView
+from ..usage.record import UsageRecord
+
+
+@dataclass(slots=True)
+class Admission:
+    """What was reserved for one request; settled with the real usage at the end."""
+
+    headers: list[tuple[str, str]] = field(default_factory=list)  # x-ratelimit-* to return
+    reserved_tokens: int = 0
+    token: object = None  # limiter-specific bookkeeping
+
+
+class Limiter(Protocol):
+    async def admit(self, snapshot: Snapshot, key: KeyRuntime, model: str, estimate_tokens: int) -> Admission:
+        """Reserve capacity or raise `RateLimited` (429, with Retry-After)."""
+        ...
+
+    async def settle(self, admission: Admission, record: UsageRecord) -> None:
+        """Replace the reservation with the actual tokens and cost of `record`."""
+        ...
+
+    async def usage(self, snapshot: Snapshot, key: KeyRuntime) -> UsageView | None:
+        """What CEL rules see as `usage` for `key`; None when no rule reads it."""
+        ...
+
+
+class NoLimits:
+    async def admit(self, snapshot: Snapshot, key: KeyRuntime, model: str, estimate_tokens: int) -> Admission:
+        return Admission()
+
+    async def settle(self, admission: Admission, record: UsageRecord) -> None:
+        return None
+
+    async def usage(self, snapshot: Snapshot, key: KeyRuntime) -> UsageView | None:
+        return None

@@ -1,0 +1,162 @@
+"""Which limits apply to one (key, model): compiled once per snapshot, then looked up.
+
+Scopes, all checked together and all charged: the key, the key on this model
+(`key.model_limits`), the key's group (shared by all its keys), the group on this model
+(`group.model_limits`), and the key's and the group's budgets. A `model_limits` entry names a
+model as clients ask for it (alias or model name, after rules rewrote it), or a glob.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Literal
+
+from ..config.snapshot import GroupRuntime, KeyRuntime, Snapshot
+from ..config.types import Limits, Period
+
+Unit = Literal["requests", "tokens"]
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    key: str  # state key, e.g. "r:k:team-a@gpt-4o:tokens"
+    scope: str  # for messages: "key `team-a` on model `gpt-4o`"
+    unit: Unit
+    limit: int  # per minute
+
+
+@dataclass(frozen=True, slots=True)
+class Slots:
+    key: str
+    scope: str
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Spend:
+    kind: Literal["key", "group"]
+    id: str
+    period: Period
+    usd: float | None  # None: counted for `usage.spend_usd`, not enforced
+
+    @property
+    def scope(self) -> str:
+        return f"{self.kind} `{self.id}`"
+
+    def state_key(self, window: str) -> str:
+        return f"s:{self.kind}:{self.id}:{window}"
+
+
+NANO = 1_000_000_000  # spend is counted in integer nano-USD
+
+
+class Plan:
+    """The checks of one (key, model), with the tuples the hot path needs computed once."""
+
+    __slots__ = ("budget_nanos", "header_groups", "limit_strs", "meter", "rate_args", "rates",
+                 "slot_args", "slot_keys", "slots", "spends", "token_rates")
+
+    def __init__(self, rates: tuple[Rate, ...] = (), slots: tuple[Slots, ...] = (),
+                 spends: tuple[Spend, ...] = (), meter: str | None = None) -> None:
+        self.rates, self.slots, self.meter = rates, slots, meter
+        self.spends = spends  # budgets and tracked spend; the usage view reads spends[0]
+        self.rate_args = tuple((r.key, r.limit, r.unit == "tokens") for r in rates)
+        self.token_rates = tuple((r.key, r.limit) for r in rates if r.unit == "tokens")
+        self.limit_strs = tuple(str(r.limit) for r in rates)
+        self.header_groups = tuple(
+            (f"x-ratelimit-limit-{unit}", f"x-ratelimit-remaining-{unit}", f"x-ratelimit-reset-{unit}",
+             tuple(i for i, r in enumerate(rates) if r.unit == unit))
+            for unit in ("requests", "tokens") if any(r.unit == unit for r in rates)
+        )
+        self.slot_args = tuple((s.key, s.limit) for s in slots)
+        self.slot_keys = tuple(s.key for s in slots)
+        self.budget_nanos = tuple(-1 if s.usd is None else round(s.usd * NANO) for s in spends)
+
+    def __repr__(self) -> str:
+        return (f"Plan(rates={self.rates!r}, slots={self.slots!r}, spends={self.spends!r}, "
+                f"meter={self.meter!r})")
+
+
+EMPTY = Plan()
+
+
+@dataclass(frozen=True, slots=True)
+class Reads:
+    """What the bundle's rules read of `usage`."""
+
+    spend: bool = False
+    rate: bool = False
+
+    @property
+    def any(self) -> bool:
+        return self.spend or self.rate
+
+
+def rule_reads(snap: Snapshot) -> Reads:
+    fields = {name for root, name in snap.rules.refs if root == "usage"}
+    if None in fields:
+        return Reads(True, True)
+    return Reads(bool(fields & {"spend_usd", "budget_usd", "budget_fraction"}), bool(fields & {"rpm", "tpm"}))
+
+
+def model_limits(table: dict[str, Limits], model: str) -> Limits | None:
+    exact = table.get(model)
+    if exact is not None:
+        return exact
+    return next((lim for pat, lim in table.items() if fnmatch.fnmatchcase(model, pat)), None)
+
+
+def _scope_limits(kind: str, ident: str, model: str, limits: Limits | None, on_model: bool,
+                  rates: list[Rate], slots: list[Slots]) -> None:
+    if limits is None:
+        return
+    tag = f"{kind[0]}:{ident}@{model}" if on_model else f"{kind[0]}:{ident}"
+    scope = f"{kind} `{ident}`" + (f" on model `{model}`" if on_model else "")
+    if limits.rpm:
+        rates.append(Rate(f"r:{tag}:requests", scope, "requests", limits.rpm))
+    if limits.tpm:
+        rates.append(Rate(f"r:{tag}:tokens", scope, "tokens", limits.tpm))
+    if limits.concurrency:
+        slots.append(Slots(f"c:{tag}", scope, limits.concurrency))
+
+
+def build_plan(snap: Snapshot, key: KeyRuntime, model: str, reads: Reads) -> Plan:
+    rates: list[Rate] = []
+    slots: list[Slots] = []
+    spends: list[Spend] = []
+    _scope_limits("key", key.id, model, key.limits, False, rates, slots)
+    _scope_limits("key", key.id, model, model_limits(key.model_limits, model), True, rates, slots)
+    group = key.group
+    if group is not None:
+        _scope_limits("group", group.id, model, group.limits, False, rates, slots)
+        _scope_limits("group", group.id, model, model_limits(group.model_limits, model), True, rates, slots)
+    if key.budget is not None:
+        spends.append(Spend("key", key.id, key.budget.period, key.budget.usd))
+    if group is not None and group.budget is not None:
+        spends.append(Spend("group", group.id, group.budget.period, group.budget.usd))
+    if reads.spend and not spends:
+        spends.append(Spend("key", key.id, "month", None))
+    meter = f"m:{key.id}" if reads.rate else None
+    if not (rates or slots or spends or meter):
+        return EMPTY
+    return Plan(tuple(rates), tuple(slots), tuple(spends), meter)
+
+
+def declares_limits(snap: Snapshot) -> bool:
+    """Does the bundle need shared state (any limit, any budget, or rules reading `usage`)?"""
+
+    def has(limits: Limits) -> bool:
+        return bool(limits.rpm or limits.tpm or limits.concurrency)
+
+    holders: list[GroupRuntime | KeyRuntime] = [*snap.groups.values(), *snap.keys_by_id.values()]
+    return rule_reads(snap).any or any(
+        h.budget is not None or has(h.limits) or any(has(m) for m in h.model_limits.values()) for h in holders
+    )
+
+
+def lease_ms(snap: Snapshot) -> int:
+    """How long a concurrency slot outlives a worker that died holding it: the longest a request
+    may take (slowest provider's total timeout times the attempts allowed), plus a minute."""
+    longest = max((p.timeouts.total for p in snap.providers.values()), default=600.0)
+    return int((longest * snap.settings.routing.max_attempts + 60) * 1000)

@@ -1,0 +1,94 @@
+"""Pricing as pure functions over the bundle's price table. Decimal throughout, never float.
+
+Token convention (gateway/usage/record.py): prompt_tokens includes cache reads and writes;
+completion_tokens includes reasoning. So the uncached input is
+`prompt - cached - cache_write`, and plain output is `completion - reasoning`, each billed at
+its own rate (cached_input and cache_write default to input, reasoning to output).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+from ..config.snapshot import PriceRuntime
+from ..config.types import Price, PriceTier
+from ..policy.cel import CelEvalError
+from ..usage.record import TokenUsage
+
+MILLION = Decimal(1_000_000)
+NANO = Decimal("0.000000001")
+ZERO = Decimal(0)
+
+
+@lru_cache(maxsize=4096)
+def dec(value: float) -> Decimal:
+    """Bundle rates are TOML floats; their shortest repr is the decimal the operator wrote."""
+    return Decimal(repr(value))
+
+
+def effective_rates(price: PriceRuntime, usage: TokenUsage, model: str = "") -> Price | PriceTier:
+    """The first tier whose `when` holds replaces the rates it sets; else the base rates.
+    A tier's `when` reads `tokens.prompt|completion|cached|total` and `model`."""
+    if not price.tiers:
+        return price.rates
+    tokens = {
+        "prompt": usage.prompt_tokens,
+        "completion": usage.completion_tokens,
+        "cached": usage.cached_tokens,
+        "total": usage.prompt_tokens + usage.completion_tokens,
+    }
+
+    def lookup(root: str, name: str | None) -> Any:
+        if root == "tokens":
+            return tokens if name is None else tokens[name]
+        return model
+
+    for expr, tier in price.tiers:
+        try:
+            if expr.evaluate(lookup) is True:
+                return tier  # type: ignore[no-any-return]
+        except CelEvalError:
+            continue  # a tier that cannot be evaluated does not apply
+    return price.rates
+
+
+def compute_cost(price: PriceRuntime | None, usage: TokenUsage, multiplier: float = 1.0) -> Decimal | None:
+    """USD for one request, to the nano-dollar; None when the model has no price (never a
+    silent $0). Rates are USD per million tokens, plus per request / image / audio second."""
+    if price is None:
+        return None
+    base = price.rates
+    tier = effective_rates(price, usage, price.model)
+
+    def rate(name: str, default: Decimal = ZERO) -> Decimal:
+        value: float | None = getattr(tier, name, None)  # a tier sets some rates, not all
+        if value is None:
+            value = getattr(base, name)
+        return default if value is None else dec(value)
+
+    input_rate = rate("input")
+    output_rate = rate("output")
+    uncached = max(usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens, 0)
+    plain_out = max(usage.completion_tokens - usage.reasoning_tokens, 0)
+    tokens = (
+        uncached * input_rate
+        + usage.cached_tokens * rate("cached_input", input_rate)
+        + usage.cache_write_tokens * rate("cache_write", input_rate)
+        + plain_out * output_rate
+        + usage.reasoning_tokens * rate("reasoning", output_rate)
+    ) / MILLION
+    units = (
+        dec(base.per_request)
+        + usage.images * dec(base.per_image)
+        + Decimal(repr(usage.audio_seconds)) * dec(base.per_audio_second)
+    )
+    return ((tokens + units) * dec(multiplier)).quantize(NANO)
+
+
+def action_cost(price: PriceRuntime | None, action: str, multiplier: float = 1.0) -> Decimal | None:
+    """A Midjourney-style per-action price (`per_action = { mj_imagine = 0.05 }`)."""
+    if price is None or action not in price.rates.per_action:
+        return None
+    return (dec(price.rates.per_action[action]) * dec(multiplier)).quantize(NANO)

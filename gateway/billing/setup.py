@@ -1,0 +1,42 @@
+"""Building the limiter a worker uses from process settings, and the multi-worker start check."""
+
+from __future__ import annotations
+
+import logging
+
+from ..config.snapshot import Snapshot
+from ..settings import ServeSettings
+from .limiter import EnforcingLimiter, SpendSource
+from .plan import declares_limits
+from .store import MemoryStore, StateStore, StateUnavailable
+
+log = logging.getLogger("tollgate.limits")
+
+
+async def make_limiter(settings: ServeSettings, spend_source: SpendSource | None = None) -> EnforcingLimiter:
+    store: StateStore
+    if settings.state_store == "redis":
+        from .redis_store import RedisStore
+
+        redis = RedisStore(settings.redis_url, settings.redis_prefix, settings.redis_timeout_s)
+        try:
+            await redis.ping()
+        except StateUnavailable as exc:  # not fatal: Redis may come up after the gateway
+            log.error("limit state store unreachable at start (%s); requests with limits get 503 "
+                      "until it is back (redis_failure = %s)", exc, settings.redis_failure)
+        store = redis
+    else:
+        store = MemoryStore()
+    return EnforcingLimiter(store, spend_source, fail_open=settings.redis_failure == "open")
+
+
+def workers_problem(settings: ServeSettings, snapshot: Snapshot) -> str | None:
+    """Several workers with per-process counters would multiply every limit: refuse to start."""
+    if settings.workers <= 1 or settings.state_store != "memory" or not declares_limits(snapshot):
+        return None
+    return (
+        f"cannot start: {settings.workers} workers with state_store = \"memory\" would give each worker "
+        "its own counters, multiplying every rate limit, concurrency limit and budget the bundle "
+        "declares.\nSet state_store = \"redis\" and redis_url (flags --state-store redis --redis-url "
+        "redis://HOST:6379/0, or TOLLGATE_STATE_STORE / TOLLGATE_REDIS_URL), or run --workers 1."
+    )

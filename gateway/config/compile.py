@@ -1,0 +1,416 @@
+"""Check a merged bundle's cross-references and compile it into an immutable `Snapshot`.
+
+Every check appends a located `Problem`; the snapshot is built only when there are none.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import zoneinfo
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from ..policy.cel import PRICE_VARIABLES, RULE_VARIABLES, CelCompileError, compile_expr
+from ..policy.rules import CompiledRule, RuleSet
+from .envsubst import BadReference, MissingEnv, has_missing, interpolate
+from .load import Loc, Located, RawBundle
+from .problems import BundleError, Problem
+from .snapshot import (
+    ALLOW_ALL,
+    AdminRuntime,
+    GroupRuntime,
+    KeyRuntime,
+    ModelMatcher,
+    PriceRuntime,
+    ProviderRuntime,
+    Route,
+    RouteTarget,
+    Snapshot,
+)
+from .types import Alias, Key, Provider, Rule, Settings
+
+_HASH = re.compile(r"^sha256:([0-9a-f]{64})$")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+# A field value on one line (RFC 9110): tab, visible ASCII, space, obs-text; no CR/LF, which would
+# end the header line in the upstream request.
+_HEADER_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")
+KEYLESS_KINDS = frozenset({"mock", "openai-compatible"})
+URL_REQUIRED_KINDS = frozenset({"openai-compatible", "azure", "midjourney"})
+PER_ACTION_KINDS = frozenset({"midjourney"})  # billed per action (price.per_action), not per token
+
+
+class Compiler:
+    def __init__(self, raw: RawBundle, env: Mapping[str, str], allow_missing_env: bool) -> None:
+        self.raw, self.env, self.allow_missing_env = raw, env, allow_missing_env
+        self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
+        self.settings = raw.settings.item if raw.settings else Settings()
+        self.providers: dict[str, ProviderRuntime] = {}
+        self.routes: dict[str, Route] = {}
+        self.groups: dict[str, GroupRuntime] = {}
+        self.matchers: dict[tuple[str, ...], ModelMatcher] = {}
+
+    def error(self, loc: Loc, message: str, *sub: str | int) -> None:
+        self.problems.append(self.raw.problem(loc, message, *sub))
+
+    def run(self, revision: str) -> Snapshot:
+        self.check_settings()
+        self.compile_providers()
+        self.compile_routes()
+        self.compile_groups()
+        keys_by_hash, keys_by_id, admins = self.compile_keys()
+        rules = self.compile_rules()
+        prices = self.compile_prices()
+        self.check_pricing(prices)
+        if self.problems:
+            raise BundleError(self.problems)
+        return Snapshot(
+            revision=revision,
+            loaded_at=datetime.now(UTC),
+            directory=str(self.raw.directory),
+            settings=self.settings,
+            providers=self.providers,
+            routes=self.routes,
+            groups=self.groups,
+            keys_by_hash=keys_by_hash,
+            keys_by_id=keys_by_id,
+            admins_by_hash=admins,
+            prices=prices,
+            rules=rules,
+            warnings=tuple(str(w) for w in self.warnings),
+        )
+
+    # settings -------------------------------------------------------------------------------
+    def check_settings(self) -> None:
+        if self.raw.settings is None:
+            return
+        loc = self.raw.settings.loc
+        try:
+            zoneinfo.ZoneInfo(self.settings.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            self.error(loc, f'unknown time zone "{self.settings.timezone}"', "timezone")
+        for i, status in enumerate(self.settings.routing.retry_on):
+            if not 400 <= status <= 599:
+                self.error(loc, f"{status} is not an HTTP error status (400-599)", "routing", "retry_on", i)
+
+    # providers ------------------------------------------------------------------------------
+    def compile_providers(self) -> None:
+        for located in self.raw.providers:
+            runtime = self.compile_provider(located)
+            if runtime is not None:
+                self.providers[runtime.id] = runtime
+
+    def compile_provider(self, located: Located[Provider]) -> ProviderRuntime | None:
+        spec, loc = located.item, located.loc
+        kind = type(spec).__struct_config__.tag
+        assert isinstance(kind, str)
+        base_url = self.interpolate(spec.base_url, loc, "base_url")
+        keys = tuple(self.interpolate(k, loc, "api_keys", i) for i, k in enumerate(spec.api_keys))
+        headers = tuple((h, self.interpolate(v, loc, "headers", h)) for h, v in spec.headers.items())
+        if kind in URL_REQUIRED_KINDS and not spec.base_url:
+            self.error(loc, f'provider kind "{kind}" needs a base_url', "base_url")
+        elif (
+            base_url
+            and not base_url.startswith(("http://", "https://"))
+            and not (self.allow_missing_env and has_missing(spec.base_url, self.env))
+        ):
+            self.error(loc, f'base_url "{base_url}" must start with http:// or https://', "base_url")
+        if kind not in KEYLESS_KINDS and not spec.api_keys:
+            self.error(loc, f'provider kind "{kind}" needs at least one api_keys entry', "api_keys")
+        for name, value in headers:
+            self.check_header(loc, name, value, "headers")
+        return ProviderRuntime(
+            id=spec.id,
+            kind=kind,
+            base_url=base_url.rstrip("/"),
+            api_keys=keys,
+            models=frozenset(spec.models),
+            priority=spec.priority,
+            weight=spec.weight,
+            timeouts=spec.timeouts,
+            headers=headers,
+            model_map=dict(spec.model_map),
+            spec=spec,
+        )
+
+    def interpolate(self, text: str, loc: Loc, *sub: str | int) -> str:
+        try:
+            return interpolate(text, self.env, allow_missing=self.allow_missing_env)
+        except (MissingEnv, BadReference) as exc:
+            self.error(loc, str(exc), *sub)
+            return ""
+
+    def check_header(self, loc: Loc, name: str, value: str, section: str) -> None:
+        if not _HEADER_NAME.match(name):
+            self.error(loc, f'"{name}" is not a valid header name', section, name)
+        elif not _HEADER_VALUE.match(value):  # the value may hold a secret: not quoted
+            self.error(loc, "a header value must be one line of text (no CR, LF or control characters)",
+                       section, name)
+
+    # routes ---------------------------------------------------------------------------------
+    def compile_routes(self) -> None:
+        direct: dict[str, list[RouteTarget]] = {}
+        for p in self.providers.values():
+            for model in sorted(p.models):
+                target = RouteTarget(p.id, p.model_map.get(model, model), p.weight, p.priority)
+                direct.setdefault(model, []).append(target)
+        for name, targets in direct.items():
+            self.routes[name] = Route(name, _tiers(targets), "weighted", (), is_alias=False)
+        aliases = {a.name: a for a in self.raw.aliases}
+        for located in self.raw.aliases:
+            targets = self.alias_targets(located)
+            self.routes[located.name] = Route(
+                located.name, _tiers(targets), located.item.strategy, (), is_alias=True
+            )
+        for located in self.raw.aliases:
+            for i, fallback in enumerate(located.item.fallbacks):
+                if fallback not in self.routes:
+                    self.error(located.loc, f'unknown model or alias "{fallback}"', "fallbacks", i)
+        self.check_cycles(aliases)
+        for name in aliases:
+            chain = tuple(_flatten(name, aliases))
+            route = self.routes[name]
+            self.routes[name] = Route(name, route.tiers, route.strategy, chain, is_alias=True)
+
+    def alias_targets(self, located: Located[Alias]) -> list[RouteTarget]:
+        targets = []
+        for i, t in enumerate(located.item.targets):
+            provider = self.providers.get(t.provider)
+            if provider is None:
+                self.error(located.loc, f'unknown provider "{t.provider}"', "targets", i, "provider")
+                continue
+            if provider.models and t.model not in provider.models:
+                served = ", ".join(sorted(provider.models))
+                self.error(
+                    located.loc,
+                    f'provider "{t.provider}" does not serve model "{t.model}" (it serves: {served})',
+                    "targets",
+                    i,
+                    "model",
+                )
+                continue
+            upstream = provider.model_map.get(t.model, t.model)
+            priority = provider.priority if t.priority is None else t.priority
+            targets.append(RouteTarget(provider.id, upstream, t.weight, priority))
+        return targets
+
+    def check_cycles(self, aliases: Mapping[str, Located[Alias]]) -> None:
+        state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+
+        def visit(name: str, path: list[str]) -> None:
+            state[name] = 1
+            located = aliases[name]
+            for i, nxt in enumerate(located.item.fallbacks):
+                if nxt not in aliases:
+                    continue
+                if state.get(nxt) == 1:
+                    cycle = " -> ".join([*path[path.index(nxt) :], nxt])
+                    self.error(located.loc, f"alias fallback cycle: {cycle}", "fallbacks", i)
+                elif nxt not in state:
+                    visit(nxt, [*path, nxt])
+            state[name] = 2
+
+        for name in aliases:
+            if name not in state:
+                visit(name, [name])
+
+    # groups and keys ------------------------------------------------------------------------
+    def compile_groups(self) -> None:
+        for located in self.raw.groups:
+            g = located.item
+            self.groups[located.name] = GroupRuntime(
+                id=located.name,
+                price_multiplier=g.price_multiplier,
+                models=self.matcher(g.models),
+                limits=g.limits,
+                model_limits=dict(g.model_limits),
+                budget=g.budget,
+            )
+
+    def compile_keys(
+        self,
+    ) -> tuple[dict[bytes, KeyRuntime], dict[str, KeyRuntime], dict[bytes, AdminRuntime]]:
+        owners: dict[bytes, str] = {}
+        by_hash: dict[bytes, KeyRuntime] = {}
+        by_id: dict[str, KeyRuntime] = {}
+        for located in self.raw.keys:
+            digest = self.parse_hash(located.item.hash, located.loc, owners, f'key "{located.name}"')
+            runtime = self.compile_key(located)
+            if digest is not None:
+                by_hash[digest] = runtime
+                by_id[runtime.id] = runtime
+        admins: dict[bytes, AdminRuntime] = {}
+        for adm in self.raw.admin_keys:
+            digest = self.parse_hash(adm.item.hash, adm.loc, owners, f'admin_key "{adm.name}"')
+            if digest is not None:
+                admins[digest] = AdminRuntime(adm.item.id)
+        return by_hash, by_id, admins
+
+    def parse_hash(self, text: str, loc: Loc, owners: dict[bytes, str], owner: str) -> bytes | None:
+        match = _HASH.match(text)
+        if not match:
+            self.error(loc, 'hash must be "sha256:" and 64 lowercase hex digits', "hash")
+            return None
+        digest = bytes.fromhex(match.group(1))
+        if digest in owners:
+            self.error(loc, f"hash is already used by {owners[digest]}", "hash")
+            return None
+        owners[digest] = owner
+        return digest
+
+    def compile_key(self, located: Located[Key]) -> KeyRuntime:
+        k, loc = located.item, located.loc
+        group = None
+        if k.group is not None:
+            group = self.groups.get(k.group)
+            if group is None:
+                self.error(loc, f'unknown group "{k.group}"', "group")
+        networks = []
+        for i, cidr in enumerate(k.ip_allow):
+            try:
+                networks.append(ipaddress.ip_network(cidr, strict=False))
+            except ValueError:
+                self.error(loc, f'"{cidr}" is not an IP address or CIDR range', "ip_allow", i)
+        expires = k.expires
+        if expires is not None and expires.tzinfo is None:
+            expires = expires.replace(tzinfo=UTC)
+        return KeyRuntime(
+            id=k.id,
+            group=group,
+            models=self.matcher(k.models),
+            expires=expires,
+            networks=tuple(networks),
+            tags=tuple(k.tags),
+            budget=k.budget,
+            limits=k.limits,
+            model_limits=dict(k.model_limits),
+            price_multiplier=k.price_multiplier,
+            disabled=k.disabled,
+        )
+
+    def matcher(self, patterns: list[str]) -> ModelMatcher:
+        if not patterns:
+            return ALLOW_ALL
+        key = tuple(patterns)
+        # Thousands of keys share a handful of allow-lists: compile each distinct one once.
+        found = self.matchers.get(key)
+        if found is None:
+            found = self.matchers[key] = ModelMatcher(key)
+        return found
+
+    # rules ----------------------------------------------------------------------------------
+    def compile_rules(self) -> RuleSet:
+        compiled = []
+        for located in self.raw.rules:
+            rule = self.compile_rule(located)
+            if rule is not None:
+                compiled.append(rule)
+        return RuleSet.build(tuple(compiled))
+
+    def compile_rule(self, located: Located[Rule]) -> CompiledRule | None:
+        r, loc = located.item, located.loc
+        actions = [
+            name
+            for name in ("deny", "route", "set_model", "set_headers", "add_tags")
+            if getattr(r, name) is not None
+        ]
+        if len(actions) != 1:
+            found = ", ".join(actions) if actions else "none"
+            self.error(
+                loc,
+                "a rule needs exactly one action (deny, route, set_model, set_headers, add_tags); "
+                f"found: {found}",
+            )
+            return None
+        for action in ("route", "set_model"):
+            target = getattr(r, action)
+            if target is not None and target not in self.routes:
+                self.error(loc, f'unknown model or alias "{target}"', action)
+        for name, value in (r.set_headers or {}).items():
+            self.check_header(loc, name, value, "set_headers")
+        try:
+            expr = compile_expr(r.when, RULE_VARIABLES)
+        except CelCompileError as exc:
+            self.error(loc, f"rule {r.id!r}: CEL {exc}", "when")
+            return None
+        return CompiledRule(
+            id=r.id,
+            expr=expr,
+            deny=r.deny,
+            route=r.route,
+            set_model=r.set_model,
+            set_headers=tuple((r.set_headers or {}).items()),
+            add_tags=tuple(r.add_tags or ()),
+        )
+
+    # prices ---------------------------------------------------------------------------------
+    def compile_prices(self) -> dict[str, PriceRuntime]:
+        prices = {}
+        for located in self.raw.prices:
+            tiers = []
+            for i, tier in enumerate(located.item.tiers):
+                try:
+                    tiers.append((compile_expr(tier.when, PRICE_VARIABLES), tier))
+                except CelCompileError as exc:
+                    self.error(located.loc, f"CEL {exc}", "tiers", i, "when")
+            prices[located.name] = PriceRuntime(located.name, located.item, tuple(tiers))
+        return prices
+
+    def check_pricing(self, prices: Mapping[str, PriceRuntime]) -> None:
+        """Strict pricing: an unpriced routable model is an error. Lenient: a warning (its usage
+        rows get cost NULL). A per-action kind (Midjourney) needs a `per_action` table."""
+        strict = self.settings.pricing == "strict"
+
+        def check(p: ProviderRuntime, model: str, loc: Loc, *sub: str | int) -> None:
+            upstream = p.model_map.get(model, model)
+            price = prices.get(f"{p.id}/{upstream}") or prices.get(upstream)  # as Snapshot.price_for
+            per_action = p.kind in PER_ACTION_KINDS
+            if price is not None and (price.rates.per_action or not per_action):
+                return
+            what = "per_action price" if per_action else "price"
+            table = f'[price."{upstream}".per_action]' if per_action else f'[price."{upstream}"]'
+            if strict:
+                message = f'no {what} for model "{upstream}" (add {table} or set settings.pricing = '
+                message += '"lenient")'
+                self.error(loc, message, *sub)
+            else:
+                message = f'no {what} for model "{upstream}": its usage is recorded with cost NULL'
+                self.warnings.append(self.raw.problem(loc, message, *sub, severity="warning"))
+
+        for located in self.raw.providers:
+            provider = self.providers.get(located.item.id)
+            if provider is not None:
+                for i, model in enumerate(located.item.models):
+                    check(provider, model, located.loc, "models", i)
+        for alias in self.raw.aliases:
+            for i, t in enumerate(alias.item.targets):
+                provider = self.providers.get(t.provider)
+                if provider is not None and t.model not in provider.models:  # listed: checked above
+                    check(provider, t.model, alias.loc, "targets", i, "model")
+
+
+def _tiers(targets: list[RouteTarget]) -> tuple[tuple[RouteTarget, ...], ...]:
+    by_priority: dict[int, list[RouteTarget]] = {}
+    for t in targets:
+        by_priority.setdefault(t.priority, []).append(t)
+    return tuple(tuple(by_priority[p]) for p in sorted(by_priority))
+
+
+def _flatten(name: str, aliases: Mapping[str, Located[Alias]]) -> list[str]:
+    order: list[str] = []
+    stack = list(reversed(aliases[name].item.fallbacks))
+    while stack:
+        nxt = stack.pop()
+        if nxt == name or nxt in order:
+            continue
+        order.append(nxt)
+        if nxt in aliases:
+            stack.extend(reversed(aliases[nxt].item.fallbacks))
+    return order
+
+
+def compile_bundle(
+    raw: RawBundle, env: Mapping[str, str], revision: str, *, allow_missing_env: bool = False
+) -> Snapshot:
+    return Compiler(raw, env, allow_missing_env).run(revision)

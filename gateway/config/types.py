@@ -1,0 +1,225 @@
+# mypy: disable-error-code="misc"
+# (msgspec: subclasses inherit `frozen` from Base; mypy's dataclass model does not know it)
+"""The policy file format, schema = 1, as strict msgspec Structs.
+
+Every file of a bundle decodes into `BundleFile`; files are then merged into one `Bundle`.
+Unknown fields are rejected everywhere so a typo is an error, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+
+class Base(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """All policy types: strict, keyword-only, immutable."""
+
+
+Id = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$", max_length=128)]
+PositiveInt = Annotated[int, Meta(ge=1)]
+NonNegFloat = Annotated[float, Meta(ge=0)]
+Period = Literal["day", "week", "month", "total"]
+Strategy = Literal["weighted", "round_robin"]
+
+
+class Timeouts(Base):
+    """Seconds. `read` is the gap allowed between two streamed chunks."""
+
+    connect: Annotated[float, Meta(gt=0)] = 5.0
+    read: Annotated[float, Meta(gt=0)] = 120.0
+    total: Annotated[float, Meta(gt=0)] = 600.0
+
+
+class ProviderBase(Base):
+    id: Id
+    base_url: str = ""
+    api_keys: list[str] = []
+    models: list[str] = []
+    priority: Annotated[int, Meta(ge=0)] = 0
+    weight: Annotated[int, Meta(ge=0)] = 1
+    timeouts: Timeouts = Timeouts()
+    headers: dict[str, str] = {}
+    # upstream model names differ from what clients call them: {"gpt-4o" = "gpt-4o-2024-08-06"}
+    model_map: dict[str, str] = {}
+
+
+class OpenAIProvider(ProviderBase, tag_field="kind", tag="openai"):
+    base_url: str = "https://api.openai.com/v1"
+
+
+class OpenAICompatibleProvider(ProviderBase, tag_field="kind", tag="openai-compatible"):
+    pass
+
+
+class AzureProvider(ProviderBase, tag_field="kind", tag="azure"):
+    api_version: str = "2024-10-21"
+    # model name -> deployment name; a model not listed uses its own name as the deployment
+    deployments: dict[str, str] = {}
+
+
+class AnthropicProvider(ProviderBase, tag_field="kind", tag="anthropic"):
+    base_url: str = "https://api.anthropic.com"
+    anthropic_version: str = "2023-06-01"
+    default_max_tokens: PositiveInt = 4096
+
+
+class GeminiProvider(ProviderBase, tag_field="kind", tag="gemini"):
+    base_url: str = "https://generativelanguage.googleapis.com"
+
+
+class MidjourneyProvider(ProviderBase, tag_field="kind", tag="midjourney"):
+    pass
+
+
+class MockProvider(ProviderBase, tag_field="kind", tag="mock"):
+    """A deterministic fake LLM served in-process: no network, no credentials."""
+
+    latency_ms: NonNegFloat = 0.0
+    chunk_delay_ms: NonNegFloat = 0.0
+    reply: str = ""
+
+
+Provider = (
+    OpenAIProvider
+    | OpenAICompatibleProvider
+    | AzureProvider
+    | AnthropicProvider
+    | GeminiProvider
+    | MidjourneyProvider
+    | MockProvider
+)
+
+
+class Target(Base):
+    provider: Id
+    model: str
+    weight: Annotated[int, Meta(ge=0)] = 1
+    priority: Annotated[int, Meta(ge=0)] | None = None  # defaults to the provider's priority
+
+
+class Alias(Base):
+    targets: Annotated[list[Target], Meta(min_length=1)]
+    fallbacks: list[str] = []
+    strategy: Strategy = "weighted"
+    description: str = ""
+
+
+class PriceTier(Base):
+    """A tier replaces the listed rates when `when` (CEL over `tokens`) holds."""
+
+    when: str
+    input: NonNegFloat | None = None
+    output: NonNegFloat | None = None
+    cached_input: NonNegFloat | None = None
+    cache_write: NonNegFloat | None = None
+
+
+class Price(Base):
+    """USD per million tokens, and per request / image / audio second / Midjourney action."""
+
+    input: NonNegFloat = 0.0
+    output: NonNegFloat = 0.0
+    cached_input: NonNegFloat | None = None  # defaults to `input`
+    cache_write: NonNegFloat | None = None  # defaults to `input`
+    reasoning: NonNegFloat | None = None  # defaults to `output`
+    per_request: NonNegFloat = 0.0
+    per_image: NonNegFloat = 0.0
+    per_audio_second: NonNegFloat = 0.0
+    per_action: dict[str, NonNegFloat] = {}
+    tiers: list[PriceTier] = []
+
+
+class Limits(Base):
+    rpm: PositiveInt | None = None
+    tpm: PositiveInt | None = None
+    concurrency: PositiveInt | None = None
+
+
+class Budget(Base):
+    usd: NonNegFloat
+    period: Period = "month"
+
+
+class Group(Base):
+    price_multiplier: NonNegFloat = 1.0
+    models: list[str] = []  # allow-list of globs; empty means every model
+    limits: Limits = Limits()
+    model_limits: dict[str, Limits] = {}
+    budget: Budget | None = None
+    description: str = ""
+
+
+class Key(Base):
+    id: Id
+    hash: str
+    group: str | None = None
+    models: list[str] = []  # allow-list of globs; empty means what the group allows
+    expires: datetime | None = None
+    ip_allow: list[str] = []  # CIDRs; empty means any address
+    tags: list[str] = []
+    budget: Budget | None = None
+    limits: Limits = Limits()
+    model_limits: dict[str, Limits] = {}
+    price_multiplier: NonNegFloat = 1.0
+    disabled: bool = False
+
+
+class AdminKey(Base):
+    id: Id
+    hash: str
+
+
+class Rule(Base):
+    """`when` is CEL; exactly one action. deny/route/set_model are decisive (first one wins);
+    set_headers and add_tags accumulate from every matching rule before it."""
+
+    id: Id
+    when: str
+    deny: str | None = None
+    route: str | None = None
+    set_model: str | None = None
+    set_headers: dict[str, str] | None = None
+    add_tags: list[str] | None = None
+    description: str = ""
+
+
+class Breaker(Base):
+    failures: PositiveInt = 3  # failures within `window_s` that open the circuit
+    window_s: Annotated[float, Meta(gt=0)] = 30.0
+    cooldown_s: Annotated[float, Meta(gt=0)] = 15.0
+
+
+class Routing(Base):
+    retry_on: list[int] = msgspec.field(default_factory=lambda: [429, 500, 502, 503, 504])
+    max_attempts: PositiveInt = 3
+    breaker: Breaker = Breaker()
+
+
+class Usage(Base):
+    retention_days: PositiveInt | None = None
+
+
+class Settings(Base):
+    pricing: Literal["strict", "lenient"] = "strict"
+    timezone: str = "UTC"
+    max_body_bytes: PositiveInt = 32 * 1024 * 1024
+    routing: Routing = Routing()
+    usage: Usage = Usage()
+
+
+class BundleFile(Base):
+    """One `*.toml` file of a bundle. Every section is optional; files are merged."""
+
+    schema: Literal[1]
+    settings: Settings | None = None
+    provider: list[Provider] = []
+    model: dict[str, Alias] = {}
+    price: dict[str, Price] = {}
+    group: dict[str, Group] = {}
+    key: list[Key] = []
+    admin_key: list[AdminKey] = []
+    rule: list[Rule] = []

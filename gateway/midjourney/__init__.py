@@ -1,0 +1,1 @@
+"""Midjourney tasks: what each submit is billed as, and the durable task store."""

@@ -1,0 +1,23 @@
+"""Importing this module registers every codec (client format x upstream family)."""
+
+from __future__ import annotations
+
+from . import (
+    openai_codec,
+    passthrough_native,
+    translate_anthropic_openai,
+    translate_gemini_openai,
+    translate_openai_anthropic,
+    translate_openai_gemini,
+    translate_via_chat,
+)
+
+__all__ = [
+    "openai_codec",
+    "passthrough_native",
+    "translate_anthropic_openai",
+    "translate_gemini_openai",
+    "translate_openai_anthropic",
+    "translate_openai_gemini",
+    "translate_via_chat",
+]

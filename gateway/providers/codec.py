@@ -1,0 +1,87 @@
+"""How a request in one client format reaches an upstream of one API family, and back.
+
+A codec rewrites the request body for the upstream, and turns the upstream's answer (whole
+or streamed) into the client's format while extracting usage. Same family in and out is a
+pass-through apart from the model name; other pairs translate (see the translate modules).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from ..usage.record import TokenUsage
+
+if TYPE_CHECKING:
+    from ..config.snapshot import ProviderRuntime
+
+# provider kind -> the API family it speaks
+FAMILY_OF_KIND = {
+    "openai": "openai",
+    "openai-compatible": "openai",
+    "azure": "openai",
+    "mock": "openai",
+    "anthropic": "anthropic",
+    "gemini": "gemini",
+    "midjourney": "midjourney",
+}
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """What the relay knows about the client's request when building an upstream call."""
+
+    endpoint: str  # the client's endpoint, e.g. "chat/completions" or "messages"
+    body: bytes
+    model: str  # the model name the client sent
+    upstream_model: str  # the model name to send upstream
+    stream: bool
+    client_wants_usage: bool
+    multipart: bool = False
+    provider: ProviderRuntime | None = None  # the upstream (e.g. Anthropic's default max_tokens)
+
+
+class StreamTap(Protocol):
+    """Turns upstream stream chunks into client stream bytes as they arrive."""
+
+    usage: TokenUsage | None
+
+    @property
+    def chars(self) -> int:
+        """Text characters relayed (for estimates when a stream is cut)."""
+        ...
+
+    def feed(self, chunk: bytes) -> bytes: ...
+
+    def flush(self) -> bytes: ...
+
+
+class Codec(Protocol):
+    def request(self, out: Outgoing) -> tuple[str, bytes]:
+        """(upstream endpoint, upstream body)."""
+        ...
+
+    def response(self, body: bytes, out: Outgoing) -> tuple[bytes, TokenUsage | None]:
+        """(client body, usage) for a whole (non-streamed) successful answer."""
+        ...
+
+    def stream(self, out: Outgoing) -> StreamTap: ...
+
+
+class NoCodec(Exception):
+    """This client format cannot reach this upstream family (yet)."""
+
+
+_CODECS: dict[tuple[str, str], Codec] = {}
+
+
+def register(client_family: str, upstream_family: str, codec: Codec) -> None:
+    _CODECS[(client_family, upstream_family)] = codec
+
+
+def codec_for(client_family: str, provider_kind: str) -> Codec:
+    upstream = FAMILY_OF_KIND.get(provider_kind, provider_kind)
+    codec = _CODECS.get((client_family, upstream))
+    if codec is None:
+        raise NoCodec(f"{client_family} requests cannot be sent to a {provider_kind} provider")
+    return codec

@@ -1,0 +1,63 @@
+"""Anthropic client <-> Gemini upstream and back, through the OpenAI chat format as the
+internal representation: the client's request is translated to chat and the chat request to the
+upstream's format; the answer and each stream chunk go the other way through both taps.
+
+Why: the two direct translators per family already exist and are tested, so composing them
+costs one extra encode/decode per request or chunk and no new mapping code (N+M translators,
+not N*M). What chat cannot carry (Anthropic thinking signatures, cache_control, Gemini
+thought signatures) is lost on these two pairs only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..usage.record import TokenUsage
+from .codec import Codec, Outgoing, StreamTap, register
+from .translate_anthropic_openai import AnthropicToOpenAI
+from .translate_gemini_openai import GeminiToOpenAI
+from .translate_openai_anthropic import OpenAIToAnthropic
+from .translate_openai_gemini import OpenAIToGemini
+
+
+class ChainedTap:
+    """Upstream bytes -> `inner` (upstream format to chat) -> `outer` (chat to client format)."""
+
+    def __init__(self, inner: StreamTap, outer: StreamTap) -> None:
+        self.inner, self.outer = inner, outer
+        self.usage: TokenUsage | None = None  # the upstream's, as the inner tap read it
+        self.chars = 0
+
+    def feed(self, chunk: bytes) -> bytes:
+        middle = self.inner.feed(chunk)
+        self.usage, self.chars = self.inner.usage, self.inner.chars
+        return self.outer.feed(middle) if middle else b""
+
+    def flush(self) -> bytes:
+        out = self.outer.feed(self.inner.flush()) + self.outer.flush()
+        self.usage, self.chars = self.inner.usage, self.inner.chars
+        return out
+
+
+class ViaChat:
+    def __init__(self, client_to_chat: Codec, chat_to_upstream: Codec) -> None:
+        self.client_side, self.upstream_side = client_to_chat, chat_to_upstream
+
+    def _inner(self, out: Outgoing, body: bytes = b"") -> Outgoing:
+        return replace(out, endpoint="chat/completions", body=body, client_wants_usage=True)
+
+    def request(self, out: Outgoing) -> tuple[str, bytes]:
+        _, chat = self.client_side.request(out)
+        return self.upstream_side.request(self._inner(out, chat))
+
+    def response(self, body: bytes, out: Outgoing) -> tuple[bytes, TokenUsage | None]:
+        chat, usage = self.upstream_side.response(body, self._inner(out))
+        data, _ = self.client_side.response(chat, out)
+        return data, usage
+
+    def stream(self, out: Outgoing) -> StreamTap:
+        return ChainedTap(self.upstream_side.stream(self._inner(out)), self.client_side.stream(out))
+
+
+register("anthropic", "gemini", ViaChat(AnthropicToOpenAI(), OpenAIToGemini()))
+register("gemini", "anthropic", ViaChat(GeminiToOpenAI(), OpenAIToAnthropic()))

@@ -1,0 +1,113 @@
+"""Non-relay endpoints: model listing, health, metrics, policy status, admin usage queries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from ..errors import InvalidRequest, NotFound, UpstreamError
+from . import midjourney
+from .auth import authenticate, authenticate_admin, presented_key
+from .http import client_ip, read_body, send_json
+from .state import WorkerState
+
+
+def _model_entry(state: WorkerState, name: str) -> dict[str, Any]:
+    route = state.store.current.routes[name]
+    owner = "tollgate" if route.is_alias else route.tiers[0][0].provider if route.tiers else "tollgate"
+    return {"id": name, "object": "model", "created": 0, "owned_by": owner}
+
+
+async def list_models(state: WorkerState, scope: Any, proto: Any) -> None:
+    snap = state.store.current
+    key = authenticate(snap, presented_key(scope), client_ip(scope, state.settings.trust_forwarded))
+    data = [_model_entry(state, name) for name in snap.models_for(key)]
+    send_json(proto, 200, {"object": "list", "data": data})
+
+
+def dynamic_route(method: str, path: str) -> Any:
+    if method == "GET" and path.startswith("/v1/models/"):
+        return _retrieve_model
+    return midjourney.dynamic_route(method, path)  # GET /mj/task/{id}/fetch|image-seed
+
+
+async def _retrieve_model(state: WorkerState, scope: Any, proto: Any) -> None:
+    snap = state.store.current
+    key = authenticate(snap, presented_key(scope), client_ip(scope, state.settings.trust_forwarded))
+    name = scope.path.removeprefix("/v1/models/")
+    if name not in snap.routes or not key.allows_model(name):
+        raise NotFound(f"the model `{name}` does not exist", code="model_not_found", param="model")
+    send_json(proto, 200, _model_entry(state, name))
+
+
+async def healthz(state: WorkerState, scope: Any, proto: Any) -> None:
+    send_json(proto, 200, {"status": "ok"})
+
+
+async def readyz(state: WorkerState, scope: Any, proto: Any) -> None:
+    if state.draining:
+        send_json(proto, 503, {"status": "draining"})
+        return
+    send_json(proto, 200, {"status": "ready", "revision": state.store.current.revision})
+
+
+async def metrics(state: WorkerState, scope: Any, proto: Any) -> None:
+    lines = ["# TYPE tollgate_requests_total counter"]
+    for (endpoint, status), count in sorted(state.counters.items()):
+        lines.append(f'tollgate_requests_total{{endpoint="{endpoint}",status="{status}"}} {count}')
+    lines += [
+        "# TYPE tollgate_policy_reloads_total counter",
+        f"tollgate_policy_reloads_total {state.store.reloads}",
+        "# TYPE tollgate_policy_error gauge",
+        f"tollgate_policy_error {1 if state.store.last_error else 0}",
+        "# TYPE tollgate_upstream_open gauge",
+    ]
+    for provider, breaker_state in sorted(state.breakers.states().items()):
+        lines.append(
+            f'tollgate_upstream_open{{provider="{provider}"}} {0 if breaker_state == "closed" else 1}'
+        )
+    body = ("\n".join(lines) + "\n").encode()
+    proto.response_bytes(200, [("content-type", "text/plain; version=0.0.4")], body)
+
+
+async def policy_status(state: WorkerState, scope: Any, proto: Any) -> None:
+    store = state.store
+    authenticate_admin(store.current, presented_key(scope))
+    snap = store.current
+    send_json(
+        proto,
+        200,
+        {
+            "revision": snap.revision,
+            "loaded_at": snap.loaded_at.isoformat(),
+            "directory": snap.directory,
+            "reloads": store.reloads,
+            "last_error": [str(p) for p in store.last_error] or None,
+            "last_error_at": store.last_error_at.isoformat() if store.last_error_at else None,
+            "providers": sorted(snap.providers),
+            "models": sorted(snap.routes),
+            "keys": len(snap.keys_by_hash),
+            "rules": [r.id for r in snap.rules.rules],
+        },
+    )
+
+
+class _Query(msgspec.Struct):
+    sql: str
+
+
+async def usage_query(state: WorkerState, scope: Any, proto: Any) -> None:
+    snap = state.store.current
+    authenticate_admin(snap, presented_key(scope))
+    body = await read_body(scope, proto, 1 << 20)
+    try:
+        query = msgspec.json.decode(body, type=_Query)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise InvalidRequest(f'send {{"sql": "SELECT ..."}}: {exc}', param="sql") from None
+    run = getattr(state.recorder, "query", None)
+    if run is None:
+        raise UpstreamError(
+            "the usage ledger is not enabled on this gateway", status=503, code="ledger_unavailable"
+        )
+    send_json(proto, 200, await run(query.sql))

@@ -1,0 +1,114 @@
+"""Admission of a client request, before any upstream is called: read and authenticate,
+decode the fields the gateway needs, check the key's model allow-list, evaluate the rules,
+resolve the route. Shared by every client format (OpenAI here; Anthropic and Gemini natively).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..config.snapshot import KeyRuntime, Route, Snapshot
+from ..errors import InvalidRequest, NotFound, PermissionDenied
+from ..policy.context import Facts, KeyView, RequestView, UsageView
+from ..policy.rules import Decision, RuleFailed
+from ..providers.openai_wire import Head, decode_head, form_head
+from .auth import authenticate, check_model, presented_key
+from .exchange import Exchange
+from .http import client_ip, read_body
+from .state import WorkerState
+
+MULTIPART_ENDPOINTS = frozenset({"audio/transcriptions", "audio/translations"})
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A request admitted by auth and rules, in the client's format `client_family`."""
+
+    key: KeyRuntime
+    head: Head
+    body: bytes
+    content_type: str
+    route: Route
+    decision: Decision
+    client_family: str = "openai"
+    extra_headers: list[tuple[str, str]] | None = None  # e.g. x-ratelimit-* from the limiter
+
+
+async def prepare(state: WorkerState, snap: Snapshot, scope: Any, proto: Any, x: Exchange) -> Prepared:
+    """An OpenAI-format request: read, authenticate, decode the head, admit."""
+    body = await read_body(scope, proto, snap.settings.max_body_bytes)
+    x.body_bytes = len(body)
+    ip = client_ip(scope, state.settings.trust_forwarded)
+    key = authenticate(snap, presented_key(scope), ip)
+    x.key = key
+    content_type = str(scope.headers.get("content-type") or "application/json")
+    head = form_head(body) if x.endpoint in MULTIPART_ENDPOINTS else decode_head(body)
+    usage = await state.limiter.usage(snap, key)  # None (no store call) unless a rule reads `usage`
+    return admit(snap, key, head, body, content_type, x, ip, "openai", usage=usage)
+
+
+def admit(
+    snap: Snapshot,
+    key: KeyRuntime,
+    head: Head,
+    body: bytes,
+    content_type: str,
+    x: Exchange,
+    ip: str,
+    client_family: str,
+    *,
+    usage: UsageView | None = None,
+) -> Prepared:
+    """Model allow-list, rules and route resolution; shared by every client format."""
+    if not head.model:
+        raise InvalidRequest("you must provide a model parameter", param="model")
+    x.requested_model, x.stream = head.model, head.stream
+    check_model(key, head.model)
+    decision = decide(snap, key, head, x.endpoint, ip, usage=usage)
+    x.tags = key.tags + tuple(t for t in decision.tags if t not in key.tags)
+    name = decision.route or decision.set_model or head.model
+    route = snap.routes.get(name)
+    if route is None:
+        raise NotFound(
+            f"the model `{head.model}` does not exist on this gateway", code="model_not_found", param="model"
+        )
+    return Prepared(
+        key=key,
+        head=head,
+        body=body,
+        content_type=content_type,
+        route=route,
+        decision=decision,
+        client_family=client_family,
+    )
+
+
+def estimate_tokens(p: Prepared) -> int:
+    """Tokens to reserve before the call: the prompt (~4 bytes a token) and the output cap."""
+    return len(p.body) // 4 + p.head.token_limit
+
+
+def decide(
+    snap: Snapshot, key: KeyRuntime, head: Head, endpoint: str, ip: str, *, usage: UsageView | None = None
+) -> Decision:
+    request = RequestView(
+        model=head.model or "",
+        endpoint=endpoint,
+        stream=head.stream,
+        message_count=len(head.messages) if head.messages is not None else 0,
+        max_tokens=head.token_limit,
+        metadata=head.metadata or {},
+        ip=ip,
+    )
+    facts = Facts(request, KeyView(key.id, key.group.id if key.group else "", list(key.tags)), usage)
+    try:
+        decision = snap.rules.evaluate(facts.lookup)
+    except RuleFailed as exc:
+        raise PermissionDenied(
+            f"request refused: policy rule {exc.rule_id!r} failed to evaluate ({exc.message})",
+            code="policy_rule_error",
+        ) from None
+    if decision.deny is not None:
+        raise PermissionDenied(decision.deny, code="denied_by_rule")
+    return decision

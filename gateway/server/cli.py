@@ -1,0 +1,135 @@
+"""`tollgate serve`: check the bundle, then run granian's RSGI workers on `gateway.server.app`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..billing.setup import workers_problem
+from ..config import BundleError, load_snapshot
+from ..settings import CONFIG_ENV, ServeSettings
+from ..usage.lock import socket_path
+
+
+def add_commands(sub: Any) -> None:
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", help="settings file (TOML) with the options below")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+    serve.add_argument("--policies", help="policy bundle directory (default: policies)")
+    serve.add_argument("--data-dir", help="usage ledger and state (default: data)")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--transport", choices=["h1", "aiohttp", "httpx-aiohttp", "httpx"])
+    serve.add_argument("--no-ledger", action="store_true", help="do not record usage")
+    serve.add_argument("--state-store", choices=["memory", "redis"], help="limit counters (default: memory)")
+    serve.add_argument("--redis-url", help="redis://host:6379/0 (with --state-store redis)")
+    serve.set_defaults(func=serve_command)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    if args.config:
+        os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
+    flags = {
+        name: value
+        for name, value in {
+            "host": args.host,
+            "port": args.port,
+            "workers": args.workers,
+            "policies": args.policies,
+            "data_dir": args.data_dir,
+            "log_level": args.log_level,
+            "transport": args.transport,
+            "ledger": False if args.no_ledger else None,
+            "state_store": args.state_store,
+            "redis_url": args.redis_url,
+        }.items()
+        if value is not None
+    }
+    settings = ServeSettings(**flags)
+    try:
+        snapshot = load_snapshot(settings.policies)
+    except BundleError as exc:
+        print(f"cannot start: the policy bundle is invalid\n{exc}", file=sys.stderr)
+        return 1
+    problem = workers_problem(settings, snapshot)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.update(settings.to_env())  # workers are new processes: they read these
+    print(
+        f"tollgate: serving {settings.policies} (revision {snapshot.revision}) on "
+        f"http://{settings.host}:{settings.port} with {settings.workers} worker(s)",
+        file=sys.stderr,
+    )
+    ingester = start_ingester(settings) if settings.ledger else None
+    try:
+        run_granian(settings)
+    finally:
+        if ingester is not None:
+            ingester.terminate()  # it loads what the workers spooled last, then exits
+            try:
+                ingester.wait(30)
+            except subprocess.TimeoutExpired:
+                ingester.kill()
+    return 0
+
+
+def start_ingester(settings: ServeSettings) -> subprocess.Popen[bytes] | None:
+    """The usage ledger's owner runs in its own process, so that workers never load DuckDB."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "gateway.usage.ingester",
+        "--data-dir",
+        str(settings.data_dir),
+        "--policies",
+        str(settings.policies),
+        "--interval",
+        str(settings.ledger_interval_s),
+    ]
+    proc = subprocess.Popen(cmd)
+    path = socket_path(settings.data_dir)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and proc.poll() is None:
+        with socket.socket(socket.AF_UNIX) as probe, contextlib.suppress(OSError):
+            probe.connect(path)
+            return proc
+        time.sleep(0.05)
+    # Not fatal: a worker takes the ledger over when nobody holds it.
+    print("tollgate: the usage ingester did not start; a worker will own the ledger", file=sys.stderr)
+    return proc if proc.poll() is None else None
+
+
+def run_granian(settings: ServeSettings) -> None:
+    from granian import Granian
+    from granian.constants import HTTPModes, Interfaces, Loops
+    from granian.log import LogLevels
+
+    try:
+        import uvloop  # noqa: F401
+
+        loop = Loops.uvloop
+    except ImportError:
+        loop = Loops.asyncio
+    Granian(
+        "gateway.server.app:app",
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.RSGI,
+        http=HTTPModes.http1,  # clients and SDKs speak HTTP/1.1; skips protocol detection
+        websockets=False,
+        workers=settings.workers,
+        loop=loop,
+        log_level=LogLevels(settings.log_level),
+        respawn_failed_workers=True,
+        workers_kill_timeout=int(settings.shutdown_grace_s),
+    ).serve()

@@ -1,0 +1,151 @@
+"""Native inbound APIs: Anthropic `POST /v1/messages` and Gemini
+`POST /v1beta/models/{model}:generateContent|streamGenerateContent` (also under `/v1/models/`),
+`GET /v1beta/models`.
+
+Each prepare function authenticates with its family's key headers, decodes the head (model,
+stream, message count, max tokens) and admits the request with its client family; the relay and
+the codecs do the rest. Errors go out in the family's shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+import msgspec
+
+from ..config.snapshot import Snapshot
+from ..errors import GatewayError, InvalidRequest, NotFound
+from ..providers.openai_wire import Head, decode_head
+from .admission import Prepared, admit
+from .auth import authenticate, presented_key
+from .exchange import Exchange
+from .gemini_array import JsonArrayProto, wants_json_array
+from .http import client_ip, read_body, send_error, send_json
+from .state import WorkerState
+
+Handler = Callable[[WorkerState, Any, Any], Awaitable[None]]
+GEMINI_PREFIXES = ("/v1beta/models/", "/v1/models/")  # v1: google-genai with api_version="v1"
+GEMINI_VERBS = {"generateContent": False, "streamGenerateContent": True}
+
+
+async def prepare_anthropic(
+    state: WorkerState, snap: Snapshot, scope: Any, proto: Any, x: Exchange
+) -> Prepared:
+    body = await read_body(scope, proto, snap.settings.max_body_bytes)
+    x.body_bytes = len(body)
+    ip = client_ip(scope, state.settings.trust_forwarded)
+    key = authenticate(snap, presented_key(scope, ("x-api-key",)), ip)
+    x.key = key
+    head = decode_head(body)  # model, stream, messages, max_tokens, metadata: same names as OpenAI's
+    if head.messages is None:
+        raise InvalidRequest("messages: field required", param="messages")
+    usage = await state.limiter.usage(snap, key)
+    p = admit(snap, key, head, body, "application/json", x, ip, "anthropic", usage=usage)
+    beta = scope.headers.get("anthropic-beta")
+    if beta and "\n" not in beta and "\r" not in beta:  # opt-in features; rules' headers still win
+        p.decision = replace(p.decision, headers=(("anthropic-beta", str(beta)), *p.decision.headers))
+    return p
+
+
+class _GenerationConfig(msgspec.Struct):
+    maxOutputTokens: int | None = None
+
+
+class _GeminiHead(msgspec.Struct):
+    contents: list[msgspec.Raw] | None = None
+    generationConfig: _GenerationConfig | None = None
+
+
+_gemini_head = msgspec.json.Decoder(_GeminiHead)
+
+
+def gemini_key(scope: Any) -> str | None:
+    key = presented_key(scope, ("x-goog-api-key",))
+    if key:
+        return key
+    values = parse_qs(str(getattr(scope, "query_string", "") or "")).get("key")
+    return values[0] if values else None
+
+
+def gemini_target(path: str) -> tuple[str, str]:
+    """(model, verb) of `/v1beta/models/{model}:{verb}`."""
+    for prefix in GEMINI_PREFIXES:
+        if path.startswith(prefix):
+            model, _, verb = unquote(path.removeprefix(prefix)).rpartition(":")
+            return model, verb
+    return "", ""
+
+
+async def prepare_gemini(
+    state: WorkerState, snap: Snapshot, scope: Any, proto: Any, x: Exchange
+) -> Prepared:
+    model, verb = gemini_target(scope.path)
+    body = await read_body(scope, proto, snap.settings.max_body_bytes)
+    x.body_bytes = len(body)
+    ip = client_ip(scope, state.settings.trust_forwarded)
+    key = authenticate(snap, gemini_key(scope), ip)
+    x.key = key
+    if not body:
+        raise InvalidRequest("the request body is empty; send a JSON object with `contents`")
+    try:
+        doc = _gemini_head.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise InvalidRequest(f"invalid request body: {exc}") from None
+    config = doc.generationConfig
+    head = Head(model=model, stream=GEMINI_VERBS[verb], messages=doc.contents or [],
+                max_tokens=config.maxOutputTokens if config else None)
+    usage = await state.limiter.usage(snap, key)
+    return admit(snap, key, head, body, "application/json", x, ip, "gemini", usage=usage)
+
+
+def _gemini_model(name: str) -> dict[str, Any]:
+    return {"name": f"models/{name}", "displayName": name,
+            "supportedGenerationMethods": list(GEMINI_VERBS)}
+
+
+async def list_gemini_models(state: WorkerState, scope: Any, proto: Any) -> None:
+    snap = state.store.current
+    try:
+        key = authenticate(snap, gemini_key(scope), client_ip(scope, state.settings.trust_forwarded))
+        if scope.path.rstrip("/") == "/v1beta/models":
+            send_json(proto, 200, {"models": [_gemini_model(m) for m in snap.models_for(key)]})
+            return
+        name = unquote(scope.path.removeprefix("/v1beta/models/")).removeprefix("models/")
+        if name not in snap.routes or not key.allows_model(name):
+            raise NotFound(f"models/{name} is not found", code="model_not_found")
+        send_json(proto, 200, _gemini_model(name))
+    except GatewayError as err:
+        send_error(proto, err, "gemini")
+
+
+async def _unknown_gemini_method(state: WorkerState, scope: Any, proto: Any) -> None:
+    send_error(proto, NotFound(f"unknown method {scope.method} {scope.path}"), "gemini")
+
+
+class GeminiRoutes:
+    """The Gemini paths carry the model in the path, so they are matched by prefix."""
+
+    def __init__(self, relayed: Handler) -> None:
+        self.relayed = relayed
+
+    async def generate(self, state: WorkerState, scope: Any, proto: Any) -> None:
+        if not wants_json_array(scope, gemini_target(scope.path)[1]):
+            await self.relayed(state, scope, proto)
+            return
+        array = JsonArrayProto(proto)
+        await self.relayed(state, scope, array)
+        await array.finish()
+
+    def route(self, method: str, path: str) -> Handler | None:
+        if path.startswith("/v1/models/"):  # GET /v1/models/{id} is OpenAI's
+            return self.generate if method == "POST" and gemini_target(path)[1] in GEMINI_VERBS else None
+        if not path.startswith("/v1beta/models"):
+            return None
+        if method == "GET":
+            return list_gemini_models
+        if method == "POST" and gemini_target(path)[1] in GEMINI_VERBS:
+            return self.generate
+        return _unknown_gemini_method

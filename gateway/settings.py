@@ -1,0 +1,66 @@
+"""Process settings (not policy): flags, `TOLLGATE_*` environment, optional settings file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_ENV = "TOLLGATE_CONFIG"  # path of an optional settings file (TOML)
+
+
+class ServeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TOLLGATE_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    policies: Path = Path("policies")
+    data_dir: Path = Path("data")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Upstream HTTP client: aiohttp directly (fastest, measured), or httpx (MockTransport seam).
+    transport: Literal["h1", "aiohttp", "httpx-aiohttp", "httpx"] = "h1"
+    pool_size: int = 256
+    shutdown_grace_s: float = 30.0
+    reload_debounce_ms: int = 150
+    ledger: bool = True
+    # spool rotation and ingest period; rows reach DuckDB within about twice this
+    ledger_interval_s: float = 0.5
+    # Trust X-Forwarded-For for the client address (behind a reverse proxy only).
+    trust_forwarded: bool = False
+    # Rate-limit / budget counters: per process ("memory"), or shared by workers and machines.
+    state_store: Literal["memory", "redis"] = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "tollgate:"  # put a {hash tag} in it for Redis Cluster
+    redis_timeout_s: float = 0.5
+    # Redis unreachable: "closed" refuses limited requests with 503, "open" admits them unlimited.
+    redis_failure: Literal["closed", "open"] = "closed"
+    # Seconds between background refreshes of unfinished Midjourney tasks (each worker).
+    mj_poll_s: float = 5.0
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Flags beat environment, which beats the settings file, which beats defaults."""
+        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+        config = os.environ.get(CONFIG_ENV)
+        if config:
+            sources += (TomlConfigSettingsSource(settings_cls, toml_file=Path(config)),)
+        return sources
+
+    def to_env(self) -> dict[str, str]:
+        """Workers are separate processes: they rebuild settings from these variables."""
+        return {f"TOLLGATE_{name.upper()}": str(value) for name, value in self.model_dump().items()}

@@ -1,0 +1,176 @@
+"""`tollgate usage sql | report | export | schema`: the ledger from the command line.
+
+Works while the gateway runs (through the ledger owner's socket) and when it does not."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .client import LedgerUnavailable, call
+from .schema import DDL
+
+REPORT_KEYS = {
+    "key": "key_id",
+    "group": '"group"',
+    "model": "served_model",
+    "provider": "provider",
+    "day": "CAST({local} AS DATE)",
+    "hour": "date_trunc('hour', {local})",
+}
+UTC_CLOCK = "make_timestamp(epoch_us(started_at))"  # no time-zone lookup per row
+
+
+def add_commands(sub: Any) -> None:
+    usage = sub.add_parser("usage", help="query the usage ledger").add_subparsers(
+        dest="usage_command", required=True
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", default=os.environ.get("TOLLGATE_DATA_DIR", "data"))
+    common.add_argument("--format", choices=["table", "csv", "json"], default="table")
+
+    sql = usage.add_parser("sql", parents=[common], help="run a read-only SQL query")
+    sql.add_argument("sql")
+    sql.set_defaults(func=sql_command)
+
+    report = usage.add_parser("report", parents=[common], help="requests, tokens and spend by ...")
+    report.add_argument("--by", choices=sorted(REPORT_KEYS), default="key")
+    report.add_argument("--since", help="ISO date or time (inclusive)")
+    report.add_argument("--until", help="ISO date or time (exclusive)")
+    report.add_argument("--tz", default="UTC", help="time zone of days, hours and bare dates (default UTC)")
+    report.set_defaults(func=report_command)
+
+    export = usage.add_parser("export", help="write the ledger to Parquet or CSV")
+    export.add_argument("--data-dir", default=os.environ.get("TOLLGATE_DATA_DIR", "data"))
+    export.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    export.add_argument("--out", required=True)
+    export.add_argument("--sql", help="export the result of this query instead of the whole table")
+    export.set_defaults(func=export_command)
+
+    schema = usage.add_parser("schema", help="write the usage table DDL")
+    schema.add_argument("--out", default="schemas/usage.sql")
+    schema.set_defaults(func=schema_command)
+
+
+def _run(data_dir: str, request: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        answer = call(Path(data_dir), request)
+    except LedgerUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    if "error" in answer:
+        print(f"error: {answer['error']}", file=sys.stderr)
+        return None
+    return answer
+
+
+def sql_command(args: argparse.Namespace) -> int:
+    answer = _run(args.data_dir, {"op": "query", "sql": args.sql})
+    if answer is None:
+        return 1
+    print_result(answer, args.format)
+    return 0
+
+
+def report_sql(by: str, since: str | None, until: str | None, tz: str = "UTC") -> str:
+    """Raises ValueError for an unknown time zone or a malformed bound."""
+    try:
+        zone = ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {tz!r}") from None
+    local = UTC_CLOCK if tz == "UTC" else f"timezone('{zone.key}', started_at)"
+    column = REPORT_KEYS[by].format(local=local)
+    where = []
+    for bound, op in ((since, ">="), (until, "<")):
+        if bound:
+            stamp = dt.datetime.fromisoformat(bound)  # validates; raises ValueError on junk
+            if stamp.tzinfo is None:
+                stamp = stamp.replace(tzinfo=zone)
+            where.append(f"started_at {op} TIMESTAMPTZ '{stamp.isoformat()}'")
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    return (
+        f"SELECT {column} AS {by}, count(*) AS requests, count(*) FILTER (WHERE status >= 400) AS errors, "
+        f"sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens, "
+        f"sum(cached_tokens) AS cached_tokens, sum(cost_usd) AS cost_usd "
+        f"FROM usage {clause} GROUP BY 1 ORDER BY 1 NULLS FIRST"
+    )
+
+
+def report_command(args: argparse.Namespace) -> int:
+    try:
+        sql = report_sql(args.by, args.since, args.until, args.tz)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    answer = _run(args.data_dir, {"op": "query", "sql": sql})
+    if answer is None:
+        return 1
+    print_result(answer, args.format)
+    return 0
+
+
+def export_command(args: argparse.Namespace) -> int:
+    out = Path(args.out).resolve()
+    answer = _run(args.data_dir, {"op": "export", "out": str(out), "format": args.format, "sql": args.sql})
+    if answer is None:
+        return 1
+    print(f"wrote {answer['rows']} rows to {out}")
+    return 0
+
+
+def schema_command(args: argparse.Namespace) -> int:
+    Path(args.out).write_text(DDL)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def print_result(answer: dict[str, Any], fmt: str) -> None:
+    columns, rows = answer["columns"], answer["rows"]
+    if fmt == "json":
+        print(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], indent=2))
+    elif fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    else:
+        print(render_table(columns, rows))
+    if answer.get("truncated"):
+        print("(result truncated)", file=sys.stderr)
+
+
+def render_table(columns: list[str], rows: list[list[Any]]) -> str:
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    numeric = [all(_is_number(r[i]) for r in rows) and bool(rows) for i in range(len(columns))]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(
+            v.rjust(w) if n else v.ljust(w) for v, w, n in zip(values, widths, numeric, strict=True)
+        )
+
+    out = [line(columns), "  ".join("-" * w for w in widths), *(line(r) for r in cells)]
+    out.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    return "\n".join(s.rstrip() for s in out)
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _is_number(value: Any) -> bool:
+    if value is None or isinstance(value, bool):
+        return value is None
+    if isinstance(value, int | float):
+        return True
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True

@@ -1,0 +1,76 @@
+"""The ledger owner as its own process, started by `tollgate serve` next to the granian workers.
+
+Workers then only append to their spool (no DuckDB in their memory); if this process dies, a
+worker takes the ingest lock over (see Ledger), so no usage waits for a restart.
+
+    python -m gateway.usage.ingester --data-dir DIR --policies DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from ..config import BundleError, load_snapshot
+from .lock import try_lock
+from .owner import Owner
+
+log = logging.getLogger("tollgate.usage")
+
+
+def retention_reader(policies: Path) -> Callable[[], int | None]:
+    def read() -> int | None:
+        try:
+            return load_snapshot(policies, allow_missing_env=True).settings.usage.retention_days
+        except BundleError:
+            return None
+
+    return read
+
+
+async def run(data_dir: Path, policies: Path, interval: float) -> int:
+    fd = try_lock(data_dir)
+    if fd is None:
+        log.info("another process owns the usage ledger in %s", data_dir)
+        return 0
+    owner = Owner(data_dir, fd, retention_reader(policies))
+    await owner.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    parent = os.getppid()
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        if os.getppid() != parent:  # the server is gone: finish up
+            stop.set()
+        try:
+            await owner.ingest()
+        except Exception:
+            log.exception("usage ingest failed; retrying")
+    await owner.close()  # final ingest, then release the lock
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m gateway.usage.ingester")
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--policies", type=Path, required=True)
+    parser.add_argument("--interval", type=float, default=0.5)
+    args = parser.parse_args()
+    logging.basicConfig(
+        level=os.environ.get("TOLLGATE_LOG_LEVEL", "info").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return asyncio.run(run(args.data_dir, args.policies, args.interval))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

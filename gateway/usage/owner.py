@@ -1,0 +1,99 @@
+"""Ledger ownership: exactly one process holds `<data_dir>/ingest.lock` (an flock, released by
+the OS when that process dies). The holder owns the DuckDB file, ingests every process's spool
+and answers queries for all of them on a Unix socket; the others retry the lock now and then.
+
+Protocol on the socket: one JSON request line, one JSON answer line.
+  {"op": "query", "sql": ...}  {"op": "export", "out": ..., "format": ..., "sql": ...}
+  {"op": "spend", "kind": "key"|"group", "ident": ..., "since": ISO-8601}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from .lock import socket_path
+from .spool import ready_segments
+from .store import LedgerStore, dispatch
+
+log = logging.getLogger("tollgate.usage")
+
+
+class Owner:
+    """The lock holder's work: DuckDB on one thread, ingest loop, query server."""
+
+    def __init__(self, data_dir: Path, lock_fd: int, retention_days: Callable[[], int | None]) -> None:
+        self.data_dir = data_dir
+        self.spool_dir = data_dir / "spool"
+        self._lock_fd = lock_fd
+        self._retention_days = retention_days
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-db")
+        self.store: LedgerStore | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._last_retention = 0.0
+
+    async def start(self) -> None:
+        self.store = await self._call(LedgerStore, self.data_dir / "usage.duckdb")
+        await self.ingest()
+        path = socket_path(self.data_dir)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        self._server = await asyncio.start_unix_server(self._serve, path=path, limit=1 << 24)
+        os.chmod(path, 0o600)  # the ledger answers its own user only
+        log.info("usage ledger owned by pid %d (%s)", os.getpid(), self.data_dir / "usage.duckdb")
+
+    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
+
+    async def ingest(self) -> int:
+        assert self.store is not None
+        store = self.store
+
+        def work() -> int:
+            added = store.ingest(ready_segments(self.spool_dir))
+            now = time.time()
+            if now - self._last_retention > 3600:  # retention: at start, then hourly
+                self._last_retention = now
+                store.apply_retention(self._retention_days())
+            return added
+
+        return int(await self._call(work))
+
+    async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        assert self.store is not None
+        await self.ingest()  # read-your-writes: rows spooled until now are visible
+        return dict(await self._call(dispatch, self.store, request))
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await reader.readline()
+            request = msgspec.json.decode(line) if line else {}
+            answer = await self.handle(request if isinstance(request, dict) else {})
+        except Exception as exc:  # a bad request must not take the server down
+            log.exception("ledger request failed")
+            answer = {"error": f"ledger error: {type(exc).__name__}: {exc}"}
+        writer.write(msgspec.json.encode(answer) + b"\n")
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        writer.close()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(socket_path(self.data_dir))
+        if self.store is not None:
+            with contextlib.suppress(Exception):
+                await self.ingest()
+            await self._call(self.store.close)
+        self._db.shutdown(wait=True)
+        os.close(self._lock_fd)  # releases the flock

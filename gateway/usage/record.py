@@ -1,0 +1,55 @@
+"""The usage row: one per request (served, denied, failed or cancelled) and token counts.
+
+Token convention (normalised by each provider adapter, so pricing has one rule):
+`prompt_tokens` counts *all* input tokens, cache reads and cache writes included (OpenAI's
+convention; Anthropic's `input_tokens` excludes them and its adapter adds them back);
+`completion_tokens` counts all output tokens, reasoning included.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import msgspec
+
+
+class TokenUsage(msgspec.Struct, kw_only=True):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0  # cache reads, part of prompt_tokens
+    cache_write_tokens: int = 0  # cache writes, part of prompt_tokens
+    reasoning_tokens: int = 0  # part of completion_tokens
+    images: int = 0
+    audio_seconds: float = 0.0
+    source: str = "upstream"  # upstream | estimated | none
+
+
+class UsageRecord(msgspec.Struct, kw_only=True):
+    request_id: str
+    started_at: datetime
+    finished_at: datetime
+    key_id: str | None = None
+    group: str | None = None
+    tags: list[str] = []
+    endpoint: str = ""
+    requested_model: str | None = None
+    served_model: str | None = None
+    provider: str | None = None
+    attempts: int = 0
+    status: int = 0
+    error_type: str | None = None
+    stream: bool = False
+    cancelled: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    images: int = 0
+    audio_seconds: float = 0.0
+    cost_usd: Decimal | None = None
+    usage_source: str = "none"  # upstream | estimated | none
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    policy_revision: str = ""

@@ -1,0 +1,91 @@
+"""A fake Gemini API (`POST /v1beta/models/{model}:generateContent` and
+`:streamGenerateContent?alt=sse`) on loopback.
+
+It answers with a functionCall (with a thought signature) when the request declares functions
+and its last turn holds no functionResponse, else with text (echoing a function response when
+there is one); like Gemini 3 it refuses a history whose function calls lost their signature. Streamed
+chunks are CRLF-framed like the real service, each with cumulative usageMetadata.
+Usage: 21 prompt tokens (4 cached), 6 candidate tokens, 2 thought tokens.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes.native_base import FakeServer
+
+SIGNATURE = "+/+/ECA="  # standard base64 with every character the tool call id must re-encode
+USAGE = {"promptTokenCount": 21, "candidatesTokenCount": 6, "cachedContentTokenCount": 4,
+         "thoughtsTokenCount": 2, "totalTokenCount": 29}
+
+
+def _bytes(signature: str | None) -> bytes | None:
+    """A signature is protobuf bytes: either base64 alphabet is accepted (google-genai sends urlsafe)."""
+    return base64.urlsafe_b64decode(signature.replace("+", "-").replace("/", "_")) if signature else None
+
+
+def _unsigned_call(doc: dict[str, Any]) -> bool:
+    """Like Gemini 3: a function call of the model's in the history must carry its signature."""
+    return any("functionCall" in part and _bytes(part.get("thoughtSignature")) != _bytes(SIGNATURE)
+               for content in doc.get("contents") or () if content.get("role") == "model"
+               for part in content.get("parts") or ())
+
+
+def _function_response(doc: dict[str, Any]) -> Any:
+    last = (doc.get("contents") or [{}])[-1]
+    for part in last.get("parts") or ():
+        if "functionResponse" in part:
+            return part["functionResponse"]["response"]
+    return None
+
+
+class FakeGemini(FakeServer):
+    key_header = "x-goog-api-key"
+
+    def refuse(self) -> web.Response:
+        return web.json_response({"error": {"code": 400, "message": "API key not valid.",
+                                            "status": "INVALID_ARGUMENT"}}, status=400)
+
+    async def answer(self, request: web.Request, doc: dict[str, Any]) -> web.StreamResponse:
+        name, _, verb = request.path.removeprefix("/v1beta/models/").rpartition(":")
+        if verb not in ("generateContent", "streamGenerateContent"):
+            return web.json_response({"error": {"code": 404, "message": "bad path", "status": "NOT_FOUND"}},
+                                     status=404)
+        if _unsigned_call(doc):
+            return web.json_response({"error": {"code": 400, "status": "INVALID_ARGUMENT", "message":
+                                                "Function call is missing a thought_signature"}}, status=400)
+        result = _function_response(doc)
+        decls = [d for t in doc.get("tools") or () for d in t.get("functionDeclarations") or ()]
+        tool = decls[0]["name"] if decls and result is None else None
+        text = f"tool said: {json.dumps(result)}" if result is not None else f"fake answer from {name}"
+        base = {"modelVersion": name, "responseId": "resp-fake"}
+        if tool:
+            parts: list[list[dict[str, Any]]] = [[{"functionCall": {"name": tool, "args": {"city": "Paris"}},
+                                                       "thoughtSignature": SIGNATURE}]]
+        else:
+            words = text.split(" ")
+            parts = [[{"text": w + " "}] for w in words]
+        if verb == "generateContent":
+            whole = [p for chunk in parts for p in chunk]
+            if not tool:
+                whole = [{"text": text}]
+            return web.json_response({**base, "usageMetadata": USAGE, "candidates": [
+                {"index": 0, "finishReason": "STOP", "content": {"role": "model", "parts": whole}}]})
+        if request.query.get("alt") != "sse":
+            return web.json_response({"error": {"code": 400, "message": "this fake only streams SSE",
+                                                "status": "INVALID_ARGUMENT"}}, status=400)
+        events = []
+        for i, chunk in enumerate(parts):
+            cand: dict[str, Any] = {"index": 0, "content": {"role": "model", "parts": chunk}}
+            if i == len(parts) - 1:
+                cand["finishReason"] = "STOP"
+            usage = {**USAGE, "candidatesTokenCount": i + 1}
+            if i == len(parts) - 1:
+                usage = USAGE
+            events.append(f"data: {json.dumps({**base, 'candidates': [cand], 'usageMetadata': usage})}\r\n\r\n"
+                          .encode())
+        return await self.send_events(request, events)

@@ -1,0 +1,165 @@
+"""The h1 upstream client against a real loopback server: keep-alive reuse, chunked streams as
+they arrive, a stale pooled connection, timeouts, refused connections, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+from aiohttp import web
+
+from gateway.config.types import Timeouts
+from gateway.providers.h1client import H1Client
+from gateway.providers.transport import UpstreamConnectError, UpstreamTimeout
+
+FAST = Timeouts(connect=2, read=2, total=10)
+
+
+class Server:
+    def __init__(self) -> None:
+        self.peers: set[tuple[str, int]] = set()
+        self.closed = asyncio.Event()
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def start(self) -> Server:
+        app = web.Application()
+        app.router.add_post("/json", self.json)
+        app.router.add_post("/stream", self.stream)
+        app.router.add_post("/slow", self.slow)
+        app.router.add_post("/hang", self.hang)
+        self.runner = web.AppRunner(app, handler_cancellation=True)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def json(self, request: web.Request) -> web.Response:
+        assert request.transport is not None
+        self.peers.add(request.transport.get_extra_info("peername"))
+        body = await request.read()
+        return web.json_response({"echo": body.decode(), "auth": request.headers.get("authorization")})
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        for i in range(3):
+            await response.write(f"data: {i}\n\n".encode())
+            await asyncio.sleep(0.05)
+        return response
+
+    async def slow(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b"first")
+        await asyncio.sleep(5)
+        return response
+
+    async def hang(self, request: web.Request) -> web.Response:
+        try:
+            await asyncio.sleep(60)
+        finally:
+            self.closed.set()
+        return web.Response()
+
+    async def stop(self) -> None:
+        if self.runner:
+            await self.runner.cleanup()
+
+
+async def with_server(test: object) -> None:
+    server = await Server().start()
+    client = H1Client(8)
+    try:
+        await test(server, client, f"http://127.0.0.1:{server.port}")  # type: ignore[operator]
+    finally:
+        await client.aclose()
+        await server.stop()
+
+
+def run(test: object) -> None:
+    asyncio.run(with_server(test))
+
+
+def test_json_and_keep_alive_reuse() -> None:
+    async def test(server: Server, client: H1Client, url: str) -> None:
+        for i in range(5):
+            r = await client.send("POST", f"{url}/json", {"authorization": "Bearer k"}, f"b{i}".encode(), FAST)
+            assert r.status == 200 and r.headers.get("Content-Type") == "application/json; charset=utf-8"
+            assert await r.read() == f'{{"echo": "b{i}", "auth": "Bearer k"}}'.encode()
+        assert len(server.peers) == 1  # one connection, reused
+
+    run(test)
+
+
+def test_stream_chunks_arrive_one_by_one() -> None:
+    async def test(server: Server, client: H1Client, url: str) -> None:
+        r = await client.send("POST", f"{url}/stream", {}, b"{}", FAST)
+        chunks = [c async for c in r.chunks()]
+        assert chunks == [b"data: 0\n\n", b"data: 1\n\n", b"data: 2\n\n"]
+
+    run(test)
+
+
+def test_read_timeout_between_chunks() -> None:
+    async def test(server: Server, client: H1Client, url: str) -> None:
+        r = await client.send("POST", f"{url}/slow", {}, b"", Timeouts(connect=2, read=0.2, total=10))
+        got = []
+        with pytest.raises(UpstreamTimeout):
+            async for c in r.chunks():
+                got.append(c)
+        assert got == [b"first"]
+
+    run(test)
+
+
+def test_stale_pooled_connection_is_retried_on_a_fresh_one() -> None:
+    async def test(server: Server, client: H1Client, url: str) -> None:
+        r = await client.send("POST", f"{url}/json", {}, b"x", FAST)
+        await r.read()
+        pool = next(iter(client._pools.values()))
+        assert len(pool.idle) == 1
+        # the server side closes the idle connection without the client noticing yet
+        conn = pool.idle[0]
+        sock = conn.transport.get_extra_info("socket") if conn.transport else None
+        assert sock is not None
+        sock.shutdown(socket.SHUT_RD)
+        r = await client.send("POST", f"{url}/json", {}, b"y", FAST)
+        assert b'"echo": "y"' in await r.read()
+
+    run(test)
+
+
+def test_refused_and_cancelled() -> None:
+    async def test(server: Server, client: H1Client, url: str) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            closed_port = s.getsockname()[1]
+        with pytest.raises(UpstreamConnectError):
+            await client.send("POST", f"http://127.0.0.1:{closed_port}/x", {}, b"", FAST)
+        task = asyncio.ensure_future(client.send("POST", f"{url}/hang", {}, b"", FAST))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.wait_for(server.closed.wait(), 5)  # the upstream saw the connection go
+
+    run(test)
+
+
+def test_pool_slots_are_returned() -> None:
+    async def test(server: Server, client: H1Client, url: str) -> None:
+        async def one(i: int) -> bytes:
+            r = await client.send("POST", f"{url}/json", {}, str(i).encode(), FAST)
+            return await r.read()
+
+        results = await asyncio.gather(*(one(i) for i in range(40)))  # 40 requests, 8 slots
+        assert len(results) == 40
+        pool = next(iter(client._pools.values()))
+        assert pool.slots._value == 8 and len(pool.idle) <= 8
+
+    run(test)
+
+
