@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import json
 import secrets
 import sys
@@ -67,8 +68,21 @@ def keys_new(args: argparse.Namespace) -> int:
     return 0
 
 
+def _clean_descriptions(node: Any) -> None:
+    """Docstrings keep their indentation before Python 3.13: the schema must not depend on it."""
+    if isinstance(node, dict):
+        if isinstance(node.get("description"), str):
+            node["description"] = inspect.cleandoc(node["description"])
+        for value in node.values():
+            _clean_descriptions(value)
+    elif isinstance(node, list):
+        for value in node:
+            _clean_descriptions(value)
+
+
 def policy_schema() -> dict[str, Any]:
     schema: dict[str, Any] = msgspec.json.schema(BundleFile)
+    _clean_descriptions(schema)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Tollgate policy bundle file (schema = 1)"
     return schema

@@ -26,7 +26,7 @@ class ArrayTransport:
     """SSE bytes in, array elements out: `[` before the first, `,` between, `]` at close."""
 
     def __init__(self, inner: Any) -> None:
-        self._inner = inner
+        self._inner: Any = inner
         self._reader = SseReader()
         self._count = 0
 
@@ -50,6 +50,9 @@ class ArrayTransport:
     async def close(self) -> None:
         out = self._elements(self._reader.flush())
         await self._inner.send_bytes(out + (b"]" if self._count else b"[]"))
+
+    def release(self) -> None:
+        self._inner = None
 
 
 class JsonArrayProto:
@@ -77,7 +80,12 @@ class JsonArrayProto:
         return self._stream
 
     async def finish(self) -> None:
-        if self._stream is None:
+        # granian ends the response body when the transport object is freed, not when the
+        # handler returns, and others (the disconnect sweeper) may still hold this protocol:
+        # drop the transport here so the answer ends now.
+        stream, self._stream = self._stream, None
+        if stream is None:
             return
         with contextlib.suppress(RuntimeError):  # granian: the client is gone
-            await self._stream.close()
+            await stream.close()
+        stream.release()
