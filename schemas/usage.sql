@@ -15,7 +15,7 @@ CREATE TABLE IF NOT EXISTS usage (
     "provider"           VARCHAR,
     "attempts"           INTEGER,  -- upstream attempts (retries and fallbacks included)
     "status"             INTEGER,  -- HTTP status returned to the client (499: client went away)
-    "error_type"         VARCHAR,
+    "error_type"         VARCHAR,  -- NULL when served cleanly; the error code, client_cancelled, upstream_stream_cut:<exc> or upstream_stream_error:<type> (after a 200)
     "stream"             BOOLEAN,
     "cancelled"          BOOLEAN,  -- the client disconnected before the end
     "prompt_tokens"      BIGINT,  -- all input tokens, cache reads and writes included

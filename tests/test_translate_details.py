@@ -184,3 +184,24 @@ def test_gemini_error_chunk_reaches_openai_client() -> None:
     error = b'data: {"error": {"code": 500, "message": "Internal error", "status": "INTERNAL"}}\r\n\r\n'
     docs = events(b"".join(run(tap, _sse_events("gemini_stream_tool.sse")[0] + error)))
     assert docs[-1] == {"error": {"code": 500, "message": "Internal error", "status": "INTERNAL"}}
+
+
+def test_every_tap_names_the_upstream_stream_error_for_the_usage_row() -> None:
+    anthropic_error = b'event: error\ndata: {"type": "error", "error": {"type": "overloaded_error", "message": "x"}}\n\n'
+    gemini_error = b'data: {"error": {"code": 503, "message": "x", "status": "UNAVAILABLE"}}\r\n\r\n'
+    chat_error = b'data: {"error": {"message": "x", "type": "server_error"}}\n\n'
+    cases = [("anthropic", "anthropic", "messages", anthropic_error, "overloaded_error"),
+             ("openai", "anthropic", "chat/completions", anthropic_error, "overloaded_error"),
+             ("gemini", "anthropic", "generateContent", anthropic_error, "overloaded_error"),
+             ("gemini", "gemini", "generateContent", gemini_error, "UNAVAILABLE"),
+             ("openai", "gemini", "chat/completions", gemini_error, "UNAVAILABLE"),
+             ("anthropic", "gemini", "messages", gemini_error, "UNAVAILABLE"),
+             ("openai", "openai", "chat/completions", chat_error, "server_error"),
+             ("anthropic", "openai", "messages", chat_error, "server_error"),
+             ("gemini", "openai", "generateContent", chat_error, "server_error")]
+    for client, upstream, endpoint, error, kind in cases:
+        tap = codec_for(client, upstream).stream(out({}, endpoint=endpoint, stream=True))
+        assert tap.error is None
+        tap.feed(error)
+        tap.flush()
+        assert tap.error == f"upstream_stream_error:{kind}", (client, upstream)

@@ -189,6 +189,12 @@ class _StreamError(msgspec.Struct):
 _stream_error = msgspec.json.Decoder(_StreamError)
 
 
+def error_kind(error: dict[str, Any] | None) -> str:
+    """The usage row's `error_type` for an error an upstream reported inside its stream."""
+    kind = (error or {}).get("type") or (error or {}).get("status") or (error or {}).get("code")
+    return f"upstream_stream_error:{kind}" if kind else "upstream_stream_error"
+
+
 def stream_error(data: bytes) -> dict[str, Any] | None:
     """The `error` object of an error event in a chat stream (`{"error": {...}}`), else None."""
     if b'"error"' not in data:

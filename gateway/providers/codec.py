@@ -45,6 +45,7 @@ class StreamTap(Protocol):
     """Turns upstream stream chunks into client stream bytes as they arrive."""
 
     usage: TokenUsage | None
+    error: str | None  # set when the upstream reported an error inside the stream
 
     @property
     def chars(self) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import msgspec
 
 from ..usage.record import TokenUsage
+from .chat_wire import error_kind, stream_error
 from .openai_usage import _Usage, normalise
 
 
@@ -39,11 +40,12 @@ class SseTap:
     """Only events mentioning "usage" are decoded as they pass; the text relayed is counted
     from the kept events only when a stream ends without a usage chunk (the rare case)."""
 
-    __slots__ = ("_buffer", "_chars", "_events", "strip_usage", "usage")
+    __slots__ = ("_buffer", "_chars", "_events", "error", "strip_usage", "usage")
 
     def __init__(self, strip_usage: bool) -> None:
         self.strip_usage = strip_usage
         self.usage: TokenUsage | None = None
+        self.error: str | None = None
         self._chars: int | None = None
         self._buffer = b""
         self._events: list[bytes] = []
@@ -64,6 +66,8 @@ class SseTap:
         complete, self._buffer = data[: end + 2], data[end + 2 :]
         self._events.append(complete)
         self._chars = None
+        if b'"error"' in complete and self.error is None:
+            self._find_error(complete)
         if b'"usage"' not in complete:
             return complete if self.strip_usage else chunk
         kept = [e for e in complete.split(b"\n\n") if e and not self._inspect(e)]
@@ -72,6 +76,12 @@ class SseTap:
     def flush(self) -> bytes:
         rest, self._buffer = self._buffer, b""
         return rest if self.strip_usage else b""
+
+    def _find_error(self, events: bytes) -> None:
+        for line in events.split(b"\n"):
+            if line.startswith(b"data:") and (error := stream_error(line[5:])) is not None:
+                self.error = error_kind(error)
+                return
 
     def _inspect(self, event: bytes) -> bool:
         """Read the usage of one event; True when it is the usage-only chunk."""

@@ -10,6 +10,7 @@ import msgspec
 from ..usage.record import TokenUsage
 from . import anthropic_wire as aw
 from . import gemini_wire as gw
+from .chat_wire import error_kind
 from .codec import Outgoing, StreamTap, register
 from .openai_wire import rewrite_json
 from .sse_events import SseReader
@@ -28,6 +29,7 @@ class _PassTap:
 
     def __init__(self) -> None:
         self.usage: TokenUsage | None = None
+        self.error: str | None = None
         self.chars = 0
         self._reader = SseReader()
 
@@ -63,6 +65,8 @@ class AnthropicUsageTap(_PassTap):
         elif ev.type == "message_delta" and ev.usage is not None:
             self._au = aw.merge_usage(self._au, ev.usage)
             self.usage = aw.token_usage(self._au)
+        elif ev.type == "error":
+            self.error = error_kind(ev.error)
 
 
 class GeminiUsageTap(_PassTap):
@@ -76,6 +80,8 @@ class GeminiUsageTap(_PassTap):
                 self.chars += len(part.text or "")
         if resp.usageMetadata is not None:
             self.usage = gw.token_usage(resp.usageMetadata)
+        if resp.error is not None:
+            self.error = error_kind(resp.error)
 
 
 _fields = msgspec.json.Decoder(dict[str, msgspec.Raw])

@@ -23,6 +23,7 @@ from .chat_wire import (
     chunk_decoder,
     completion_decoder,
     encoder,
+    error_kind,
     stream_error,
     token_usage,
 )
@@ -140,6 +141,7 @@ class ChatToAnthropicTap:
 
     def __init__(self, model: str) -> None:
         self.usage: TokenUsage | None = None
+        self.error: str | None = None
         self.chars = 0
         self._reader = SseReader()
         self._model = model
@@ -214,6 +216,7 @@ class ChatToAnthropicTap:
         """An upstream error mid-stream ends the stream with Anthropic's error event."""
         if error is None or self._done:
             return b""
+        self.error = error_kind(error)
         self._done = True
         kind = error.get("type")
         doc = {"type": "error", "error": {

@@ -24,6 +24,7 @@ from .chat_wire import (
     chunk_decoder,
     completion_decoder,
     encoder,
+    error_kind,
     stream_error,
     token_usage,
 )
@@ -157,6 +158,7 @@ class ChatToGeminiTap:
 
     def __init__(self, model: str) -> None:
         self.usage: TokenUsage | None = None
+        self.error: str | None = None
         self.chars = 0
         self._reader = SseReader()
         self._model, self._id = model, ""
@@ -217,6 +219,7 @@ class ChatToGeminiTap:
         """An upstream error mid-stream ends the stream with an error object, as Gemini does."""
         if error is None or self._done:
             return b""
+        self.error = error_kind(error)
         self._done = True
         overloaded = error.get("type") == "overloaded_error"
         doc = {"error": {"code": 503 if overloaded else 500,

@@ -26,6 +26,7 @@ from .chat_wire import (
     ToolCall,
     chat_usage,
     encoder,
+    error_kind,
     parse_data_url,
     request_decoder,
     text_of,
@@ -158,6 +159,7 @@ class AnthropicToChatTap:
 
     def __init__(self, model: str, include_usage: bool) -> None:
         self.usage: TokenUsage | None = None
+        self.error: str | None = None
         self.chars = 0
         self._reader = SseReader()
         self._include_usage = include_usage
@@ -222,6 +224,7 @@ class AnthropicToChatTap:
         if ev.type == "message_stop":
             return self._finish()
         if ev.type == "error":
+            self.error = error_kind(ev.error)
             return frame(encoder.encode({"error": ev.error or {"message": "upstream stream error"}}))
         return b""
 

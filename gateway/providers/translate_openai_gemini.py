@@ -27,6 +27,7 @@ from .chat_wire import (
     ToolCall,
     chat_usage,
     encoder,
+    error_kind,
     parse_data_url,
     text_of,
 )
@@ -198,6 +199,7 @@ class GeminiToChatTap:
 
     def __init__(self, model: str, include_usage: bool) -> None:
         self.usage: TokenUsage | None = None
+        self.error: str | None = None
         self.chars = 0
         self._reader = SseReader()
         self._include_usage = include_usage
@@ -226,6 +228,7 @@ class GeminiToChatTap:
             return b""
         if resp.error is not None:  # the upstream gave up: the error, and nothing after it
             self._failed = True
+            self.error = error_kind(resp.error)
             return frame(encoder.encode({"error": resp.error}))
         self._id = resp.responseId or self._id
         self._model = resp.modelVersion or self._model

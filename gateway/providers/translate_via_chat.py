@@ -26,16 +26,17 @@ class ChainedTap:
     def __init__(self, inner: StreamTap, outer: StreamTap) -> None:
         self.inner, self.outer = inner, outer
         self.usage: TokenUsage | None = None  # the upstream's, as the inner tap read it
+        self.error: str | None = None
         self.chars = 0
 
     def feed(self, chunk: bytes) -> bytes:
         middle = self.inner.feed(chunk)
-        self.usage, self.chars = self.inner.usage, self.inner.chars
+        self.usage, self.chars, self.error = self.inner.usage, self.inner.chars, self.inner.error
         return self.outer.feed(middle) if middle else b""
 
     def flush(self) -> bytes:
         out = self.outer.feed(self.inner.flush()) + self.outer.flush()
-        self.usage, self.chars = self.inner.usage, self.inner.chars
+        self.usage, self.chars, self.error = self.inner.usage, self.inner.chars, self.inner.error
         return out
 
 

@@ -65,6 +65,7 @@ async def deliver(
     except RuntimeError:  # granian: the client is gone (RSGIProtocolClosed)
         x.cancelled = True
     finally:
+        x.error_type = x.error_type or tap.error
         x.usage = tap.usage
         x.relayed_chars = tap.chars
         await response.aclose()

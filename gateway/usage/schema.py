@@ -41,6 +41,8 @@ _COMMENTS = {
     "served_model": "the model name sent upstream",
     "attempts": "upstream attempts (retries and fallbacks included)",
     "status": "HTTP status returned to the client (499: client went away)",
+    "error_type": "NULL when served cleanly; the error code, client_cancelled, "
+                  "upstream_stream_cut:<exc> or upstream_stream_error:<type> (after a 200)",
     "cancelled": "the client disconnected before the end",
     "prompt_tokens": "all input tokens, cache reads and writes included",
     "cached_tokens": "cache reads (part of prompt_tokens)",

@@ -38,6 +38,7 @@ class Script:
     usage: bool = True  # send the usage chunk when asked
     hang: bool = False  # never answer; record when the client disconnects
     cut_after: int | None = None  # drop the connection after this many chunks
+    error_after: int | None = None  # send an error event after this many chunks, then end
     times: int | None = None  # apply this script N times, then fall back to default
 
 
@@ -126,6 +127,10 @@ class FakeUpstream:
             for i, word in enumerate(words):
                 if s.cut_after is not None and i >= s.cut_after:
                     request.transport.close()  # type: ignore[union-attr]
+                    return response
+                if s.error_after is not None and i >= s.error_after:
+                    error = {"error": {"message": "upstream overloaded", "type": "server_error"}}
+                    await response.write(b"data: " + json.dumps(error).encode() + b"\n\n")
                     return response
                 event = {**base, "choices": [{"index": 0, "delta": {"content": word},
                                               "finish_reason": None}]}
