@@ -318,3 +318,19 @@ async def imagine_poll(app: App, task_id: str, key: str = ALICE) -> dict[str, An
         return doc if doc["status"] in ("SUCCESS", "FAILURE") else None
 
     return await until(done)  # type: ignore[no-any-return]
+
+
+def test_cancelled_task_is_refunded_too(world):
+    root, _ = world
+
+    async def run() -> None:
+        async with gateway(root) as (app, rec):
+            r = await call(app, "POST", "/mj/submit/imagine", ALICE, {"prompt": "CANCEL me"})
+            request_id, tid = r.header("x-request-id"), r.json()["result"]
+            assert (await call(app, "GET", f"/mj/task/{tid}/fetch", ALICE)).json()["status"] == "CANCEL"
+            await call(app, "GET", f"/mj/task/{tid}/fetch", ALICE)
+            refunds = [row for row in rec.rows if row.error_type == "mj_refund"]
+            assert [r.request_id for r in refunds] == [f"{request_id}-refund"]
+            assert refunds[0].cost_usd == -price("mj_imagine")
+
+    asyncio.run(run())

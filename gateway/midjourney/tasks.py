@@ -189,12 +189,13 @@ class TaskStore:
         return cur.rowcount == 1
 
     async def claim_refund(self, task_id: str) -> bool:
-        """True exactly once per failed task, whichever worker asks first."""
+        """True exactly once per failed or cancelled task, whichever worker asks first."""
         return await self._run(self._claim_refund, task_id)
 
     def _claim_refund(self, task_id: str) -> bool:
         cur = self._db.execute(
-            "UPDATE mj_task SET refunded = 1 WHERE id = ? AND refunded = 0 AND status = 'FAILURE'",
+            "UPDATE mj_task SET refunded = 1 "
+            "WHERE id = ? AND refunded = 0 AND status IN ('FAILURE', 'CANCEL')",
             (task_id,),
         )
         return cur.rowcount == 1

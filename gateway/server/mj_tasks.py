@@ -1,9 +1,10 @@
 """A Midjourney task's life after its submit: refreshed from its upstream on fetch and by a
 background poller in every worker, refunded once if it fails.
 
-Refunds: when a billed task is first seen in FAILURE, one usage row with the negated cost is
-recorded (`request_id` = "<submit's request id>-refund", `error_type` = "mj_refund"). The
-store's atomic claim makes that happen once however many workers and fetches see the failure.
+Refunds: when a billed task is first seen in FAILURE or CANCEL (no image came of it), one usage
+row with the negated cost is recorded (`request_id` = "<submit's request id>-refund",
+`error_type` = "mj_refund"). The store's atomic claim makes that happen once however many
+workers and fetches see the failure.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ log = logging.getLogger("tollgate.midjourney")
 MAX_POLL_AGE_S = 24 * 3600.0  # the poller gives up on tasks older than this (fetch still works)
 POLL_BATCH = 64
 POLL_CONCURRENCY = 8
+REFUNDED = frozenset({"FAILURE", "CANCEL"})  # ended without a result: the charge is given back
 
 
 def view(task: TaskRow) -> bytes:
@@ -63,8 +65,8 @@ async def refresh(state: WorkerState, mj: MjRuntime, task: TaskRow, mode: str | 
 
 
 async def settle(state: WorkerState, mj: MjRuntime, task: TaskRow) -> None:
-    """Refund a failed task's charge, once."""
-    if task.status != "FAILURE" or task.refunded:
+    """Refund a failed or cancelled task's charge, once."""
+    if task.status not in REFUNDED or task.refunded:
         return
     if not await mj.store.claim_refund(task.id) or task.cost is None:
         return

@@ -3,7 +3,7 @@
 It records every request with the `mj-api-secret` it carried and the mode prefix of its path
 (`/mj-fast/mj/...`), answers submits like the proxy, and moves a task one step on each fetch:
 SUBMITTED -> IN_PROGRESS ("50%") -> SUCCESS ("100%", image and buttons). A task can be forced
-to FAILURE on its next fetch (`force_failure`, or a prompt containing "FAIL"), and the next
+to FAILURE on its next fetch (`force_failure`, or a prompt containing "FAIL"; "CANCEL" cancels it), and the next
 submits can be answered with a chosen code (`script_codes`).
 """
 
@@ -48,6 +48,7 @@ class FakeTask:
     finish_time: int | None = None
     fail_reason: str | None = None
     fail_next: bool = False
+    cancel_next: bool = False
     parent: str | None = None
     fetches: int = 0
 
@@ -84,7 +85,9 @@ class FakeTask:
         now = int(time.time() * 1000)
         if self.status in ("SUCCESS", "FAILURE", "CANCEL", "MODAL"):
             return
-        if self.fail_next:
+        if self.cancel_next:
+            self.status, self.progress, self.finish_time = "CANCEL", "", now
+        elif self.fail_next:
             self.status, self.progress, self.finish_time = "FAILURE", "", now
             self.fail_reason = self.fail_reason or "[Invalid parameter] forced failure"
         elif self.status in ("NOT_START", "SUBMITTED"):
@@ -172,6 +175,7 @@ class FakeMidjourneyProxy:
             task_id = f"{int(time.time() * 1000)}{self._counter:04d}{uuid.uuid4().int % 1000:03d}"
         task = FakeTask(task_id, action, prompt, status=status, parent=parent)
         task.fail_next = "FAIL" in prompt
+        task.cancel_next = "CANCEL" in prompt
         self.tasks[task_id] = task
         return {"code": code, "description": description, "result": task_id,
                 "properties": {"discordInstanceId": self.name}}
