@@ -54,21 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extensions() -> list[Callable[[Any], None]]:
-    """Sub-commands that live with their subsystem (serve, usage)."""
-    found: list[Callable[[Any], None]] = []
-    try:
-        from .server.cli import add_commands as serve_commands
+    """Sub-commands that live with their subsystem (serve, usage); imported here so that
+    `tollgate check` does not load the server."""
+    from .server.cli import add_commands as serve_commands
+    from .usage.cli import add_commands as usage_commands
 
-        found.append(serve_commands)
-    except ImportError:
-        pass
-    try:
-        from .usage.cli import add_commands as usage_commands
-
-        found.append(usage_commands)
-    except ImportError:
-        pass
-    return found
+    return [serve_commands, usage_commands]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
