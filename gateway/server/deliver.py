@@ -67,5 +67,6 @@ async def deliver(
     finally:
         x.error_type = x.error_type or tap.error
         x.usage = tap.usage
-        x.relayed_chars = tap.chars
+        if tap.usage is None:  # the estimate needs the relayed text; counting it is not free
+            x.relayed_chars = tap.chars
         await response.aclose()
