@@ -138,7 +138,7 @@ def check_env_defaults(snap: Snapshot) -> None:
     openai = snap.providers["openai"]
     assert openai.base_url == "https://api.openai.com/v1"
     assert openai.api_keys == ("sk-test-1", "sk-fallback")
-    assert openai.headers == (("OpenAI-Organization", "org-default"),)
+    assert openai.headers == (("openai-organization", "org-default"),)  # names lower-cased
 
 
 def check_globs(snap: Snapshot) -> None:
@@ -148,11 +148,41 @@ def check_globs(snap: Snapshot) -> None:
     assert snap.models_for(anything) == sorted(snap.routes)
 
 
+def check_alias_refines_model(snap: Snapshot) -> None:
+    route = snap.routes["gpt-4o"]  # the alias replaces the direct route, with its own shape
+    assert route.is_alias and route.fallbacks == ("gpt-4o-mini",)
+    assert [[(t.provider, t.model, t.weight) for t in tier] for tier in route.tiers] == [
+        [("openai", "gpt-4o", 3)],
+        [("azure", "gpt-4o-eu", 1)],
+    ]
+    assert not snap.routes["gpt-4o-mini"].is_alias
+
+
+def check_utf8_bom(snap: Snapshot) -> None:
+    # The byte order mark is skipped without shifting lines; UTF-8 text decodes as such.
+    assert sorted(snap.routes) == ["m-small", "m-été"]
+    assert snap.warnings == (
+        "tests/bundle_cases/valid/utf8_bom/providers.toml:10: provider[0].models[1]: "
+        'no price for model "m-été": its usage is recorded with cost NULL',
+    )
+
+
+def check_header_case(snap: Snapshot) -> None:
+    assert snap.providers["vllm"].headers == (("x-team", "provider"), ("openai-organization", "org-1"))
+    assert [r.set_headers for r in snap.rules.rules] == [
+        (("x-team", "rule-1"),),
+        (("x-team", "rule-2"), ("x-priority", "high")),
+    ]
+
+
 VALID_CHECKS: dict[str, Callable[[Snapshot], None]] = {
     "multi_file_merge": check_multi_file_merge,
     "lenient_pricing": check_lenient_pricing,
     "env_defaults": check_env_defaults,
     "globs": check_globs,
+    "alias_refines_model": check_alias_refines_model,
+    "utf8_bom": check_utf8_bom,
+    "header_case": check_header_case,
 }
 
 
@@ -171,7 +201,7 @@ def test_env_values_override_defaults() -> None:
     }
     openai = load_snapshot(CASES / "valid" / "env_defaults", env=env).providers["openai"]
     assert (openai.base_url, openai.api_keys) == ("http://127.0.0.1:9/v1", ("sk-1", "sk-2"))
-    assert openai.headers == (("OpenAI-Organization", "org-7"),)
+    assert openai.headers == (("openai-organization", "org-7"),)
     assert "sk-1" not in repr(openai)
 
 
@@ -190,6 +220,31 @@ def test_header_value_from_env_is_checked_after_interpolation() -> None:
         *expected_lines("bad_header_value"),
     ]
     assert not any("secret" in p for p in problems)  # the value is not echoed
+
+
+def test_invalid_utf8_is_located_after_a_bom_and_multibyte_text(tmp_path: Path) -> None:
+    # Offsets count the file's bytes (BOM included); the column counts characters on the line.
+    data = b"\xef\xbb\xbfschema = 1\n# caf\xc3\xa9 \xff\n"
+    (tmp_path / "a.toml").write_bytes(data)
+    offset = data.index(b"\xff")
+    assert offset == 22
+    assert problems_of(tmp_path) == [
+        f"{tmp_path}/a.toml:2: file is not UTF-8: byte 0xff at offset {offset} (column 8) "
+        "cannot be decoded (invalid start byte); save it as UTF-8"
+    ]
+
+
+def test_a_bom_is_skipped_once(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_bytes(b"\xef\xbb\xbf\xef\xbb\xbfschema = 1\n")
+    [problem] = problems_of(tmp_path)
+    assert problem.startswith(f"{tmp_path}/a.toml:1: TOML syntax error: ")
+
+
+def test_utf32_is_named(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_bytes("schema = 1\n".encode("utf-32"))
+    assert problems_of(tmp_path) == [
+        f"{tmp_path}/a.toml:1: file is UTF-32 (it starts with a UTF-32 byte order mark); save it as UTF-8"
+    ]
 
 
 def test_every_valid_case_is_checked() -> None:

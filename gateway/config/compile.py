@@ -35,6 +35,29 @@ _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 # A field value on one line (RFC 9110): tab, visible ASCII, space, obs-text; no CR/LF, which would
 # end the header line in the upstream request.
 _HEADER_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")
+# Headers the gateway owns on every upstream request: a bundle may not set them, in a provider's
+# `headers` or a rule's `set_headers`. Credentials come from the provider's api_keys (sent as one
+# of these by its adapter, and rotated/benched per key); the rest frame the message or belong to
+# one connection (hop-by-hop, RFC 9110 7.6.1), or keep the relay byte-exact (the client's body
+# type, an identity-encoded answer).
+CREDENTIAL_HEADERS = frozenset(
+    {"authorization", "x-api-key", "x-goog-api-key", "api-key", "mj-api-secret", "proxy-authorization"}
+)
+GATEWAY_HEADERS = frozenset(
+    {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+        "content-type",
+        "accept-encoding",
+    }
+)
 KEYLESS_KINDS = frozenset({"mock", "openai-compatible"})
 URL_REQUIRED_KINDS = frozenset({"openai-compatible", "azure", "midjourney"})
 PER_ACTION_KINDS = frozenset({"midjourney"})  # billed per action (price.per_action), not per token
@@ -107,7 +130,8 @@ class Compiler:
         assert isinstance(kind, str)
         base_url = self.interpolate(spec.base_url, loc, "base_url")
         keys = tuple(self.interpolate(k, loc, "api_keys", i) for i, k in enumerate(spec.api_keys))
-        headers = tuple((h, self.interpolate(v, loc, "headers", h)) for h, v in spec.headers.items())
+        values = [(h, self.interpolate(v, loc, "headers", h)) for h, v in spec.headers.items()]
+        headers = self.compile_headers(loc, values, "headers")
         if kind in URL_REQUIRED_KINDS and not spec.base_url:
             self.error(loc, f'provider kind "{kind}" needs a base_url', "base_url")
         elif (
@@ -118,8 +142,6 @@ class Compiler:
             self.error(loc, f'base_url "{base_url}" must start with http:// or https://', "base_url")
         if kind not in KEYLESS_KINDS and not spec.api_keys:
             self.error(loc, f'provider kind "{kind}" needs at least one api_keys entry', "api_keys")
-        for name, value in headers:
-            self.check_header(loc, name, value, "headers")
         return ProviderRuntime(
             id=spec.id,
             kind=kind,
@@ -141,12 +163,34 @@ class Compiler:
             self.error(loc, str(exc), *sub)
             return ""
 
-    def check_header(self, loc: Loc, name: str, value: str, section: str) -> None:
-        if not _HEADER_NAME.match(name):
-            self.error(loc, f'"{name}" is not a valid header name', section, name)
-        elif not _HEADER_VALUE.match(value):  # the value may hold a secret: not quoted
-            self.error(loc, "a header value must be one line of text (no CR, LF or control characters)",
-                       section, name)
+    def compile_headers(
+        self, loc: Loc, items: list[tuple[str, str]], section: str
+    ) -> tuple[tuple[str, str], ...]:
+        """One header table (a provider's `headers`, a rule's `set_headers`) as (name, value)
+        pairs with lower-case names: HTTP names are case-insensitive, so `X-Foo` and `x-foo`
+        must not both reach the upstream, and a later table overrides an earlier one's header
+        by plain dict update. Two spellings of one name in a table are an error."""
+        spelled: dict[str, str] = {}
+        out = []
+        for name, value in items:
+            lower = name.lower()
+            if not _HEADER_NAME.match(name):
+                self.error(loc, f'"{name}" is not a valid header name', section, name)
+            elif lower in spelled:
+                message = f'"{name}" is the same header as "{spelled[lower]}" (header names are '
+                self.error(loc, message + "case-insensitive); keep one", section, name)
+            elif lower in CREDENTIAL_HEADERS:
+                message = f'"{name}" carries credentials, which the gateway sets from the provider\'s '
+                self.error(loc, message + "api_keys; it cannot be set here", section, name)
+            elif lower in GATEWAY_HEADERS:
+                message = f'"{name}" is set by the gateway on every upstream request; it cannot be set here'
+                self.error(loc, message, section, name)
+            elif not _HEADER_VALUE.match(value):  # the value may hold a secret: not quoted
+                self.error(loc, "a header value must be one line of text (no CR, LF or control characters)",
+                           section, name)
+            spelled.setdefault(lower, name)
+            out.append((lower, value))
+        return tuple(out)
 
     # routes ---------------------------------------------------------------------------------
     def compile_routes(self) -> None:
@@ -159,6 +203,7 @@ class Compiler:
             self.routes[name] = Route(name, _tiers(targets), "weighted", (), is_alias=False)
         aliases = {a.name: a for a in self.raw.aliases}
         for located in self.raw.aliases:
+            self.check_shadowing(located, direct)
             targets = self.alias_targets(located)
             self.routes[located.name] = Route(
                 located.name, _tiers(targets), located.item.strategy, (), is_alias=True
@@ -172,6 +217,23 @@ class Compiler:
             chain = tuple(_flatten(name, aliases))
             route = self.routes[name]
             self.routes[name] = Route(name, route.tiers, route.strategy, chain, is_alias=True)
+
+    def check_shadowing(self, located: Located[Alias], direct: Mapping[str, list[RouteTarget]]) -> None:
+        """An alias named like a model a provider lists would silently replace that direct
+        route. It may, only when it targets that very model on that provider (it then refines
+        the route: weights, priorities, fallbacks); any other provider listing the name is an
+        error, as its model would become unreachable."""
+        name = located.name
+        owners = dict.fromkeys(t.provider for t in direct.get(name, ()))  # in bundle order
+        targeted = {t.provider for t in located.item.targets if t.model == name}
+        for provider in owners:
+            if provider not in targeted:
+                self.error(
+                    located.loc,
+                    f'alias "{name}" has the same name as a model of provider "{provider}"; rename the '
+                    f'alias or remove the model from the provider (or target it: {{ provider = '
+                    f'"{provider}", model = "{name}" }})',
+                )
 
     def alias_targets(self, located: Located[Alias]) -> list[RouteTarget]:
         targets = []
@@ -327,8 +389,7 @@ class Compiler:
             target = getattr(r, action)
             if target is not None and target not in self.routes:
                 self.error(loc, f'unknown model or alias "{target}"', action)
-        for name, value in (r.set_headers or {}).items():
-            self.check_header(loc, name, value, "set_headers")
+        set_headers = self.compile_headers(loc, list((r.set_headers or {}).items()), "set_headers")
         try:
             expr = compile_expr(r.when, RULE_VARIABLES)
         except CelCompileError as exc:
@@ -340,7 +401,7 @@ class Compiler:
             deny=r.deny,
             route=r.route,
             set_model=r.set_model,
-            set_headers=tuple((r.set_headers or {}).items()),
+            set_headers=set_headers,
             add_tags=tuple(r.add_tags or ()),
         )
 

@@ -110,10 +110,9 @@ def read_bundle(directory: FsPath) -> tuple[RawBundle, list[Problem]]:
 
 
 def _decode_file(name: str, data: bytes, raw: RawBundle) -> tuple[BundleFile | None, Problem | None]:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return None, Problem(name, None, "", f"file is not UTF-8 ({exc.reason})")
+    text, problem = _decode_utf8(name, data)
+    if text is None:
+        return None, problem
     raw.texts[name] = text
     try:
         document = tomllib.loads(text)
@@ -129,6 +128,38 @@ def _decode_file(name: str, data: bytes, raw: RawBundle) -> tuple[BundleFile | N
         return msgspec.convert(document, type=BundleFile, strict=True), None
     except msgspec.ValidationError as exc:
         return None, _validation_problem(name, str(exc), raw, document)
+
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+_OTHER_BOMS = (  # longest first: UTF-32-LE's mark starts with UTF-16-LE's
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+
+
+def _decode_utf8(name: str, data: bytes) -> tuple[str | None, Problem | None]:
+    """The file's text. A leading UTF-8 byte order mark (some Windows editors write one) is
+    skipped; TOML requires UTF-8, so anything else that does not decode is a problem naming the
+    first bad byte by offset, line and column."""
+    start = len(_UTF8_BOM) if data.startswith(_UTF8_BOM) else 0
+    for bom, encoding in _OTHER_BOMS:
+        if data.startswith(bom):
+            message = f"file is {encoding} (it starts with a {encoding} byte order mark); save it as UTF-8"
+            return None, Problem(name, 1, "", message)
+    try:
+        return data[start:].decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        offset = start + exc.start
+        line_start = data.rfind(b"\n", 0, offset) + 1
+        line = data.count(b"\n", 0, line_start) + 1
+        column = len(data[max(line_start, start) : offset].decode("utf-8")) + 1  # valid up to here
+        message = (
+            f"file is not UTF-8: byte 0x{data[offset]:02x} at offset {offset} (column {column}) cannot "
+            f"be decoded ({exc.reason}); save it as UTF-8"
+        )
+        return None, Problem(name, line, "", message)
 
 
 def _validation_problem(name: str, text: str, raw: RawBundle, document: dict[str, Any]) -> Problem:
