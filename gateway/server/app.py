@@ -16,7 +16,7 @@ from ..errors import GatewayError, NotFound
 from ..providers.transport import make_upstream_client
 from ..settings import ServeSettings
 from ..usage.ledger import Ledger
-from . import admin, midjourney, mj_tasks, native
+from . import admin, count_tokens, midjourney, mj_tasks, native
 from .exchange import Exchange
 from .http import send_error
 from .relay import Prepared, estimate_tokens, prepare, relay
@@ -89,7 +89,9 @@ GET_ROUTES: dict[str, Handler] = {
 POST_ROUTES["/admin/usage/query"] = admin.usage_query
 POST_ROUTES.update(midjourney.POST_ROUTES)  # /mj/submit/*, /mj/task/list-by-condition
 POST_ROUTES["/v1/messages"] = relay_handler("messages", native.prepare_anthropic, "anthropic")
-GEMINI = native.GeminiRoutes(relay_handler("generateContent", native.prepare_gemini, "gemini"))
+POST_ROUTES["/v1/messages/count_tokens"] = count_tokens.anthropic_count_tokens  # free: not billed or limited
+GEMINI = native.GeminiRoutes(relay_handler("generateContent", native.prepare_gemini, "gemini"),
+                             count_tokens.gemini_count_tokens)
 
 
 class App:

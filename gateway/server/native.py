@@ -1,6 +1,6 @@
 """Native inbound APIs: Anthropic `POST /v1/messages` and Gemini
 `POST /v1beta/models/{model}:generateContent|streamGenerateContent` (also under `/v1/models/`),
-`GET /v1beta/models`.
+`GET /v1beta/models`; `:countTokens` is routed to its own handler (count_tokens.py).
 
 Each prepare function authenticates with its family's key headers, decodes the head (model,
 stream, message count, max tokens) and admits the request with its client family; the relay and
@@ -28,7 +28,8 @@ from .state import WorkerState
 
 Handler = Callable[[WorkerState, Any, Any], Awaitable[None]]
 GEMINI_PREFIXES = ("/v1beta/models/", "/v1/models/")  # v1: google-genai with api_version="v1"
-GEMINI_VERBS = {"generateContent": False, "streamGenerateContent": True}
+GEMINI_VERBS = {"generateContent": False, "streamGenerateContent": True}  # generation: relayed
+COUNT_VERB = "countTokens"  # not a generation verb: never relayed (see count_tokens.py)
 
 
 async def prepare_anthropic(
@@ -92,10 +93,10 @@ async def prepare_gemini(
         raise InvalidRequest("the request body is empty; send a JSON object with `contents`")
     try:
         doc = _gemini_head.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:  # too deep: 400
         raise InvalidRequest(f"invalid request body: {exc}") from None
     config = doc.generationConfig
-    head = Head(model=model, stream=GEMINI_VERBS[verb], messages=doc.contents or [],
+    head = Head(model=model, stream=GEMINI_VERBS.get(verb, False), messages=doc.contents or [],
                 max_tokens=config.maxOutputTokens if config else None)
     usage = await state.limiter.usage(snap, key)
     return admit(snap, key, head, body, "application/json", x, ip, "gemini", usage=usage)
@@ -103,7 +104,7 @@ async def prepare_gemini(
 
 def _gemini_model(name: str) -> dict[str, Any]:
     return {"name": f"models/{name}", "displayName": name,
-            "supportedGenerationMethods": list(GEMINI_VERBS)}
+            "supportedGenerationMethods": [*GEMINI_VERBS, COUNT_VERB]}
 
 
 async def list_gemini_models(state: WorkerState, scope: Any, proto: Any) -> None:
@@ -128,8 +129,9 @@ async def _unknown_gemini_method(state: WorkerState, scope: Any, proto: Any) -> 
 class GeminiRoutes:
     """The Gemini paths carry the model in the path, so they are matched by prefix."""
 
-    def __init__(self, relayed: Handler) -> None:
+    def __init__(self, relayed: Handler, count: Handler | None = None) -> None:
         self.relayed = relayed
+        self.count = count
 
     async def generate(self, state: WorkerState, scope: Any, proto: Any) -> None:
         if not wants_json_array(scope, gemini_target(scope.path)[1]):
@@ -140,6 +142,8 @@ class GeminiRoutes:
         await array.finish()
 
     def route(self, method: str, path: str) -> Handler | None:
+        if method == "POST" and self.count is not None and gemini_target(path)[1] == COUNT_VERB:
+            return self.count
         if path.startswith("/v1/models/"):  # GET /v1/models/{id} is OpenAI's
             return self.generate if method == "POST" and gemini_target(path)[1] in GEMINI_VERBS else None
         if not path.startswith("/v1beta/models"):

@@ -1,9 +1,10 @@
-"""A fake Anthropic Messages API (`POST /v1/messages`) on loopback.
+"""A fake Anthropic Messages API (`POST /v1/messages`, `POST /v1/messages/count_tokens`) on loopback.
 
 It answers with a tool call when the request offers tools and its last turn is not a tool
 result, else with text (echoing a tool result when there is one); streamed answers follow the
 real event sequence (message_start, content_block_*, ping, message_delta, message_stop).
 Usage: 20 uncached input tokens, 5 cache reads, 3 cache writes, 7 output tokens.
+count_tokens answers `{"input_tokens": COUNT}` (or fails with `count_status` when it is not 200).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from aiohttp import web
 from tests.fakes.native_base import FakeServer
 
 USAGE = {"input_tokens": 20, "cache_read_input_tokens": 5, "cache_creation_input_tokens": 3, "output_tokens": 7}
+COUNT = 4242
 
 
 def _event(kind: str, doc: dict[str, Any]) -> bytes:
@@ -35,12 +37,24 @@ def _tool_result(doc: dict[str, Any]) -> str | None:
 
 class FakeAnthropic(FakeServer):
     key_header = "x-api-key"
+    count_status = 200
+
+    def count_tokens(self, doc: dict[str, Any]) -> web.Response:
+        if self.count_status != 200:
+            return web.json_response({"type": "error", "error": {"type": "api_error", "message": "count failed"}},
+                                     status=self.count_status)
+        if not doc.get("model") or not isinstance(doc.get("messages"), list):
+            return web.json_response({"type": "error", "error": {"type": "invalid_request_error",
+                                                                "message": "model and messages required"}}, status=400)
+        return web.json_response({"input_tokens": COUNT})
 
     def refuse(self) -> web.Response:
         return web.json_response({"type": "error", "error": {"type": "authentication_error",
                                                             "message": "invalid x-api-key"}}, status=401)
 
     async def answer(self, request: web.Request, doc: dict[str, Any]) -> web.StreamResponse:
+        if request.path == "/v1/messages/count_tokens" and request.headers.get("anthropic-version"):
+            return self.count_tokens(doc)
         if request.path != "/v1/messages" or not request.headers.get("anthropic-version"):
             return web.json_response({"type": "error", "error": {"type": "not_found_error",
                                                                 "message": "bad path"}}, status=404)

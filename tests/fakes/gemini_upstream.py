@@ -1,11 +1,12 @@
-"""A fake Gemini API (`POST /v1beta/models/{model}:generateContent` and
-`:streamGenerateContent?alt=sse`) on loopback.
+"""A fake Gemini API (`POST /v1beta/models/{model}:generateContent`,
+`:streamGenerateContent?alt=sse` and `:countTokens`) on loopback.
 
 It answers with a functionCall (with a thought signature) when the request declares functions
 and its last turn holds no functionResponse, else with text (echoing a function response when
 there is one); like Gemini 3 it refuses a history whose function calls lost their signature. Streamed
 chunks are CRLF-framed like the real service, each with cumulative usageMetadata.
 Usage: 21 prompt tokens (4 cached), 6 candidate tokens, 2 thought tokens.
+countTokens answers `{"totalTokens": COUNT}` (or fails with `count_status` when it is not 200).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tests.fakes.native_base import FakeServer
 SIGNATURE = "+/+/ECA="  # standard base64 with every character the tool call id must re-encode
 USAGE = {"promptTokenCount": 21, "candidatesTokenCount": 6, "cachedContentTokenCount": 4,
          "thoughtsTokenCount": 2, "totalTokenCount": 29}
+COUNT = 2424
 
 
 def _bytes(signature: str | None) -> bytes | None:
@@ -45,6 +47,16 @@ def _function_response(doc: dict[str, Any]) -> Any:
 
 class FakeGemini(FakeServer):
     key_header = "x-goog-api-key"
+    count_status = 200
+
+    def count_tokens(self, doc: dict[str, Any]) -> web.Response:
+        if self.count_status != 200:
+            return web.json_response({"error": {"code": self.count_status, "message": "count failed",
+                                                "status": "INTERNAL"}}, status=self.count_status)
+        if not isinstance(doc.get("contents") or doc.get("generateContentRequest"), list | dict):
+            return web.json_response({"error": {"code": 400, "message": "contents required",
+                                                "status": "INVALID_ARGUMENT"}}, status=400)
+        return web.json_response({"totalTokens": COUNT})
 
     def refuse(self) -> web.Response:
         return web.json_response({"error": {"code": 400, "message": "API key not valid.",
@@ -52,6 +64,8 @@ class FakeGemini(FakeServer):
 
     async def answer(self, request: web.Request, doc: dict[str, Any]) -> web.StreamResponse:
         name, _, verb = request.path.removeprefix("/v1beta/models/").rpartition(":")
+        if verb == "countTokens":
+            return self.count_tokens(doc)
         if verb not in ("generateContent", "streamGenerateContent"):
             return web.json_response({"error": {"code": 404, "message": "bad path", "status": "NOT_FOUND"}},
                                      status=404)
