@@ -118,7 +118,7 @@ def test_budget_admits_while_spend_is_below_it(store: StateStore) -> None:
     async def go() -> list[Grant]:
         out = []
         for _ in range(3):
-            out.append(await store.acquire(Ask(budgets=[("s", 1000), ("track", -1)])))
+            out.append(await store.acquire(Ask(budgets=[("s", 1000, 0), ("track", -1, 0)])))
             await store.release(Settle(spend=[("s", 600, 0), ("track", 600, 0)]))
         return out
 
@@ -126,6 +126,72 @@ def test_budget_admits_while_spend_is_below_it(store: StateStore) -> None:
     assert [g.ok for g in grants] == [True, True, False]
     assert grants[1].spend == [600, 600]
     assert (grants[2].failed_kind, grants[2].spend[-1]) == ("budget", 1200)
+
+
+def budget(key: str, limit: int, reserve: int, ms: int = 60_000, name: str | None = None) -> Ask:
+    return Ask(budgets=[(key, limit, reserve)], lease=name or lease(), lease_ms=ms)
+
+
+async def nothing_held(store: StateStore, key: str) -> bool:
+    """No reservation left behind for `key` (and, in Redis, no key)."""
+    if isinstance(store, MemoryStore):
+        return key not in store.held and key not in store.held_sum
+    assert isinstance(store, RedisStore)
+    return not await store.client.exists(f"{store.prefix}{key}:h", f"{store.prefix}{key}:z")
+
+
+def test_budget_reservations_count_until_settled(store: StateStore) -> None:
+    async def go() -> tuple[list[Grant], list[int], bool]:
+        a, b = lease(), lease()
+        grants = [await store.acquire(budget("s", 1000, 400, name=a)),
+                  await store.acquire(budget("s", 1000, 400, name=b)),
+                  await store.acquire(budget("s", 1000, 400))]  # 0 + 800 in flight + 400 > 1000
+        await store.release(Settle(spend=[("s", 100, 0)], lease=a, reservations=["s"]))  # real: 100
+        grants.append(await store.acquire(budget("s", 1000, 450)))  # 100 + 400 + 450 <= 1000
+        grants.append(await store.acquire(budget("s", 1000, 100)))  # 100 + 850 + 100 > 1000
+        await store.release(Settle(lease=b, reservations=["s"]))  # failed: nothing spent
+        await store.release(Settle(lease=b, reservations=["s"]))  # twice: no effect
+        spend, _, _ = await store.read(["s"], None)
+        return grants, spend, await nothing_held(store, "s")
+
+    grants, spend, clean = run(store, go())
+    assert [g.ok for g in grants] == [True, True, False, True, False]
+    assert (grants[2].failed_kind, grants[2].spend, grants[2].held) == ("budget", [0], 800)
+    assert (grants[4].spend, grants[4].held) == ([100], 850)
+    assert spend == [100] and not clean  # the 450 reservation is still in flight
+
+
+def test_a_reservation_larger_than_what_is_left_runs_alone(store: StateStore) -> None:
+    async def go() -> tuple[list[Grant], bool]:
+        first = lease()
+        grants = [await store.acquire(budget("s", 1000, 1500, name=first)),  # nothing in flight
+                  await store.acquire(budget("s", 1000, 1))]
+        await store.release(Settle(spend=[("s", 1200, 0)], lease=first, reservations=["s"]))
+        grants.append(await store.acquire(budget("s", 1000, 1)))  # spent: exhausted
+        grants.append(await store.acquire(Ask(budgets=[("s", -1, 5)], lease=lease())))  # no budget: no hold
+        return grants, await nothing_held(store, "s")
+
+    grants, clean = run(store, go())
+    assert [g.ok for g in grants] == [True, False, False, True]
+    assert (grants[1].spend, grants[1].held) == ([0], 1500)
+    assert (grants[2].spend, grants[2].held) == ([1200], 0)
+    assert clean
+
+
+def test_reservations_of_a_dead_worker_expire(store: StateStore) -> None:
+    async def go() -> tuple[bool, bool, bool]:
+        dead = lease()
+        taken = (await store.acquire(budget("s", 1000, 900, ms=300, name=dead))).ok
+        refused = not (await store.acquire(budget("s", 1000, 200))).ok
+        deadline = time.monotonic() + 10
+        while not (await store.acquire(budget("s", 1000, 200, name="after"))).ok:
+            assert time.monotonic() < deadline, "an expired reservation still holds the budget"
+            await asyncio.sleep(0.05)
+        await store.release(Settle(lease=dead, reservations=["s"]))  # late settle: nothing to undo
+        await store.release(Settle(lease="after", reservations=["s"]))
+        return taken, refused, await nothing_held(store, "s")
+
+    assert run(store, go()) == (True, True, True)
 
 
 def test_seed_only_sets_missing_counters_and_meters_count(store: StateStore) -> None:
@@ -166,3 +232,22 @@ def test_a_request_cancelled_during_admission_gives_back_what_it_took(redis_serv
         assert grant.remaining == [1]  # and its request was not counted
 
     run(store, go())
+
+
+def test_a_request_cancelled_during_admission_gives_back_its_reservation(redis_server: RedisServer) -> None:
+    store = RedisStore(redis_server.url, prefix=f"t{next(_ids)}:")
+
+    async def go() -> bool:
+        task = asyncio.create_task(store.acquire(budget("s", 1000, 900)))
+        await asyncio.sleep(0)  # sent to Redis (or about to be)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        deadline = time.monotonic() + 5
+        while not (await store.acquire(budget("s", 1000, 900, name="next"))).ok:  # refused: holds nothing
+            assert time.monotonic() < deadline, "the cancelled admission kept its reservation"
+            await asyncio.sleep(0.02)
+        await store.release(Settle(lease="next", reservations=["s"]))
+        return await nothing_held(store, "s")
+
+    assert run(store, go())

@@ -64,7 +64,7 @@ def _retry(ms: int) -> tuple[tuple[str, str], ...]:
     return (("retry-after", str(max(1, math.ceil(ms / 1000)))), ("retry-after-ms", str(max(ms, 1))))
 
 
-def refusal(plan: Plan, grant: Grant, windows: list[Window], estimate: int) -> GatewayError:
+def refusal(plan: Plan, grant: Grant, windows: list[Window], estimate: int, reserve: int = 0) -> GatewayError:
     i = grant.failed_index
     if grant.failed_kind == "rate":
         rate = plan.rates[i]
@@ -89,11 +89,24 @@ def refusal(plan: Plan, grant: Grant, windows: list[Window], estimate: int) -> G
             code="concurrency_limit_exceeded",
             headers=_retry(grant.retry_ms),
         )
-    return budget_refusal(plan.spends[i], windows[i], grant.spend[-1] if grant.spend else 0)
+    nano = grant.spend[-1] if grant.spend else 0
+    return budget_refusal(plan.spends[i], windows[i], nano, grant.held, reserve)
 
 
-def budget_refusal(spend: Spend, window: Window, nano: int) -> BudgetExceeded:
+def budget_refusal(spend: Spend, window: Window, nano: int, held: int = 0,
+                   reserve: int = 0) -> BudgetExceeded:
     usd = spend.usd or 0.0
+    if held and nano < round(usd * NANO):
+        # Not spent yet, but committed: requests in flight reserved the rest of the budget.
+        # Retrying may succeed when they finish (their real cost is usually below the estimate).
+        period = "in total" if window.end is None else f"this {spend.period}"
+        return BudgetExceeded(
+            f"budget nearly exhausted for {spend.scope}: spent {money(nano / NANO)} of {money(usd)} "
+            f"{period}, {money(held / NANO)} is reserved by requests in flight and this request "
+            f"reserves {money(reserve / NANO)} (its prompt and max_tokens at the model's prices); "
+            "try again when requests in flight finish, or lower max_tokens",
+            headers=(("retry-after", "1"), ("retry-after-ms", "1000")),
+        )
     headers: tuple[tuple[str, str], ...]
     if window.end is None:
         when, headers = "in total (the budget does not reset)", (("x-should-retry", "false"),)

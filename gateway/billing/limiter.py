@@ -2,9 +2,11 @@
 USD budgets per calendar period, over a `StateStore` (memory or Redis).
 
 Per request: `admit` looks up the compiled plan for (key, model), reserves everything in one
-store operation (one Redis round trip) and returns OpenAI's x-ratelimit-* headers; `settle`
-replaces the token estimate with the real usage, frees the concurrency slot and charges the
-cost to the budgets. A request whose key has no limit costs a dict lookup and no store call.
+store operation (one Redis round trip): rate-bucket units, a concurrency slot, and the
+estimated cost on each budget; it returns OpenAI's x-ratelimit-* headers. `settle` replaces the
+token estimate with the real usage, frees the concurrency slot, and replaces the cost
+reservation with the real cost. A request whose key has no limit costs a dict lookup and no
+store call.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ..usage.record import UsageRecord
 from .answers import LimitsUnavailable, rate_headers, refusal
 from .limits import Admission
 from .periods import Calendar, Window
-from .plan import EMPTY, NANO, Plan, Reads, Spend, build_plan, lease_ms, rule_reads
+from .plan import EMPTY, NANO, NO_RESERVE, Plan, Reads, Spend, build_plan, lease_ms, rule_reads
 from .store import Ask, Settle, StateStore, StateUnavailable
 
 log = logging.getLogger("tollgate.limits")
@@ -44,6 +46,7 @@ class Ticket:
     lease: str
     reserved: int
     spend_keys: list[tuple[str, int]]  # state key, expire-at
+    held: list[str]  # spend keys holding a cost reservation under `lease`
 
 
 def to_nano(usd: Decimal | None) -> int:
@@ -93,7 +96,10 @@ class EnforcingLimiter:
     def _windows(self, spends: tuple[Spend, ...]) -> list[Window]:
         return [self._calendar.current(s.period) for s in spends]
 
-    async def admit(self, snapshot: Snapshot, key: KeyRuntime, model: str, estimate_tokens: int) -> Admission:
+    async def admit(self, snapshot: Snapshot, key: KeyRuntime, model: str, estimate_tokens: int,
+                    max_output_tokens: int = 0) -> Admission:
+        """`estimate_tokens` is the prompt estimate plus `max_output_tokens`, the client's output
+        cap (0 when it set none: budgets then reserve `DEFAULT_OUTPUT_ALLOWANCE`)."""
         plan = self._plan(snapshot, key, model)
         if plan is EMPTY:
             return Admission()
@@ -112,10 +118,15 @@ class EnforcingLimiter:
                     state_key = spend.state_key(window.name)
                     spend_keys.append((state_key, _expire_at(window)))
                     budgets.append((state_key, nano))
+        reserve = 0
+        held: list[str] = []
+        if budgets and plan.reserve is not NO_RESERVE:
+            reserve = plan.reserve.nanos(max(estimate_tokens - max_output_tokens, 0), max_output_tokens)
+            held = [k for k, limit in budgets if limit >= 0] if reserve else []
         ask = Ask(
             [(k, limit, estimate_tokens if tokens else 1) for k, limit, tokens in plan.rate_args],
             plan.slot_args,
-            budgets,
+            [(k, limit, reserve) for k, limit in budgets],
             plan.meter,
             f"{self._lease_prefix}{next(self._lease_ids)}",
             self._lease_ms,
@@ -128,8 +139,8 @@ class EnforcingLimiter:
         except StateUnavailable as exc:
             return self._outage(exc)
         if not grant.ok:
-            raise refusal(plan, grant, windows, estimate_tokens)
-        ticket = Ticket(plan, ask.lease, estimate_tokens, spend_keys)
+            raise refusal(plan, grant, windows, estimate_tokens, reserve)
+        ticket = Ticket(plan, ask.lease, estimate_tokens, spend_keys, held)
         return Admission(rate_headers(plan, grant) if plan.header_groups else [], estimate_tokens, ticket)
 
     async def settle(self, admission: Admission, record: UsageRecord) -> None:
@@ -147,8 +158,10 @@ class EnforcingLimiter:
             plan.meter,
             actual,
             ticket.lease,
+            ticket.held,
         )
-        if not (settle.tokens or settle.slots or settle.spend or (settle.meter and actual)):
+        if not (settle.tokens or settle.slots or settle.spend or settle.reservations
+                or (settle.meter and actual)):
             return
         try:
             await self.store.release(settle)

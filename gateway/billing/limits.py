@@ -22,8 +22,10 @@ class Admission:
 
 
 class Limiter(Protocol):
-    async def admit(self, snapshot: Snapshot, key: KeyRuntime, model: str, estimate_tokens: int) -> Admission:
-        """Reserve capacity or raise `RateLimited` (429, with Retry-After)."""
+    async def admit(self, snapshot: Snapshot, key: KeyRuntime, model: str, estimate_tokens: int,
+                    max_output_tokens: int = 0) -> Admission:
+        """Reserve capacity or raise `RateLimited` (429, with Retry-After). `estimate_tokens` is
+        the prompt estimate plus `max_output_tokens`, the client's output cap (0: none given)."""
         ...
 
     async def settle(self, admission: Admission, record: UsageRecord) -> None:
@@ -36,7 +38,8 @@ class Limiter(Protocol):
 
 
 class NoLimits:
-    async def admit(self, snapshot: Snapshot, key: KeyRuntime, model: str, estimate_tokens: int) -> Admission:
+    async def admit(self, snapshot: Snapshot, key: KeyRuntime, model: str, estimate_tokens: int,
+                    max_output_tokens: int = 0) -> Admission:
         return Admission()
 
     async def settle(self, admission: Admission, record: UsageRecord) -> None:

@@ -9,11 +9,14 @@ model as clients ask for it (alias or model name, after rules rewrote it), or a 
 from __future__ import annotations
 
 import fnmatch
+import math
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Literal
 
 from ..config.snapshot import GroupRuntime, KeyRuntime, Snapshot
 from ..config.types import Limits, Period
+from .pricing import key_multiplier, peak_rates
 
 Unit = Literal["requests", "tokens"]
 
@@ -50,16 +53,42 @@ class Spend:
 
 NANO = 1_000_000_000  # spend is counted in integer nano-USD
 
+# Budget reservations: the output a request may produce when it does not say (no `max_tokens`),
+# and the most output one reservation counts (a huge `max_tokens` must not refuse everything).
+DEFAULT_OUTPUT_ALLOWANCE = 4096
+MAX_OUTPUT_ALLOWANCE = 32768
+
+
+@dataclass(frozen=True, slots=True)
+class Reserve:
+    """What a request on this (key, model) reserves against its budgets, in nano-USD: the most
+    expensive rates of the route's targets (base and tiered prices), times the key's and
+    group's price multipliers. Zero when no target has a price (nothing to reserve)."""
+
+    per_prompt_token: float = 0.0
+    per_output_token: float = 0.0
+    per_request: float = 0.0
+
+    def nanos(self, prompt_tokens: int, max_output_tokens: int) -> int:
+        """The reservation for a prompt of ~`prompt_tokens` and the client's output cap (0: none)."""
+        output = min(max_output_tokens or DEFAULT_OUTPUT_ALLOWANCE, MAX_OUTPUT_ALLOWANCE)
+        cost = prompt_tokens * self.per_prompt_token + output * self.per_output_token + self.per_request
+        return math.ceil(cost) if cost > 0 else 0
+
+
+NO_RESERVE = Reserve()
+
 
 class Plan:
     """The checks of one (key, model), with the tuples the hot path needs computed once."""
 
     __slots__ = ("budget_nanos", "header_groups", "limit_strs", "meter", "rate_args", "rates",
-                 "slot_args", "slot_keys", "slots", "spends", "token_rates")
+                 "reserve", "slot_args", "slot_keys", "slots", "spends", "token_rates")
 
     def __init__(self, rates: tuple[Rate, ...] = (), slots: tuple[Slots, ...] = (),
-                 spends: tuple[Spend, ...] = (), meter: str | None = None) -> None:
-        self.rates, self.slots, self.meter = rates, slots, meter
+                 spends: tuple[Spend, ...] = (), meter: str | None = None,
+                 reserve: Reserve = NO_RESERVE) -> None:
+        self.rates, self.slots, self.meter, self.reserve = rates, slots, meter, reserve
         self.spends = spends  # budgets and tracked spend; the usage view reads spends[0]
         self.rate_args = tuple((r.key, r.limit, r.unit == "tokens") for r in rates)
         self.token_rates = tuple((r.key, r.limit) for r in rates if r.unit == "tokens")
@@ -75,7 +104,7 @@ class Plan:
 
     def __repr__(self) -> str:
         return (f"Plan(rates={self.rates!r}, slots={self.slots!r}, spends={self.spends!r}, "
-                f"meter={self.meter!r})")
+                f"meter={self.meter!r}, reserve={self.reserve!r})")
 
 
 EMPTY = Plan()
@@ -140,7 +169,31 @@ def build_plan(snap: Snapshot, key: KeyRuntime, model: str, reads: Reads) -> Pla
     meter = f"m:{key.id}" if reads.rate else None
     if not (rates or slots or spends or meter):
         return EMPTY
-    return Plan(tuple(rates), tuple(slots), tuple(spends), meter)
+    enforced = any(s.usd is not None for s in spends)
+    reserve = reserve_rates(snap, key, model) if enforced else NO_RESERVE
+    return Plan(tuple(rates), tuple(slots), tuple(spends), meter, reserve)
+
+
+def reserve_rates(snap: Snapshot, key: KeyRuntime, model: str) -> Reserve:
+    """The most a token of this route's prompt / output may cost: the highest rate among its
+    targets (every priority tier; not its fallbacks) and their tiered prices, so a reservation
+    is not smaller than the real cost of the target that serves it. Unpriced targets count 0."""
+    route = snap.routes.get(model)
+    if route is None:
+        return NO_RESERVE
+    prompt = output = fixed = Decimal(0)
+    for tier in route.tiers:
+        for target in tier:
+            price = snap.price_for(target.provider, target.model)
+            if price is None:
+                continue
+            p, o, f = peak_rates(price)
+            prompt, output, fixed = max(prompt, p), max(output, o), max(fixed, f)
+    if not (prompt or output or fixed):
+        return NO_RESERVE
+    group = key.group.price_multiplier if key.group else None
+    nano = key_multiplier(key.price_multiplier, group) * NANO  # USD -> nano-USD
+    return Reserve(float(prompt * nano / 1_000_000), float(output * nano / 1_000_000), float(fixed * nano))
 
 
 def declares_limits(snap: Snapshot) -> bool:

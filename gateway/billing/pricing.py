@@ -92,3 +92,19 @@ def action_cost(price: PriceRuntime | None, action: str, multiplier: float = 1.0
     if price is None or action not in price.rates.per_action:
         return None
     return (dec(price.rates.per_action[action]) * dec(multiplier)).quantize(NANO)
+
+
+def peak_rates(price: PriceRuntime) -> tuple[Decimal, Decimal, Decimal]:
+    """The highest USD per million prompt tokens and per million output tokens any of the
+    price's tiers can charge, and the per-request price: an upper bound for reservations made
+    before the request's real usage (and so its tier) is known."""
+    base = price.rates
+    prompt = max([base.input, *(t.input for t in base.tiers if t.input is not None)])
+    output = max([base.output, base.reasoning or 0.0,
+                  *(t.output for t in base.tiers if t.output is not None)])
+    return dec(prompt), dec(output), dec(base.per_request)
+
+
+def key_multiplier(key_multiplier: float, group_multiplier: float | None) -> Decimal:
+    """The price multiplier a key pays: its own times its group's (as usage rows are priced)."""
+    return dec(key_multiplier) * dec(1.0 if group_multiplier is None else group_multiplier)

@@ -21,12 +21,32 @@ local function ints(t)
 end
 """
 
+# Cost reservations of a spend counter `s` (budgets): the hash `s..':h'` maps each lease to its
+# nano-USD and keeps their total in field '_sum'; the sorted set `s..':z'` holds each lease's
+# expiry (ms). Expired leases (a worker died mid-request) are dropped before the total is read.
+_HELD = """
+local function held(s, now)
+  local h, z = s .. ':h', s .. ':z'
+  local gone = redis.call('ZRANGEBYSCORE', z, '-inf', now, 'LIMIT', 0, 500)
+  if #gone > 0 then
+    local amounts = redis.call('HMGET', h, unpack(gone))
+    local total = 0
+    for i = 1, #gone do total = total + (tonumber(amounts[i]) or 0) end
+    redis.call('HDEL', h, unpack(gone))
+    redis.call('ZREM', z, unpack(gone))
+    if redis.call('HINCRBY', h, '_sum', -total) <= 0 then redis.call('DEL', h, z) end
+  end
+  return tonumber(redis.call('HGET', h, '_sum') or '0')
+end
+"""
+
 # KEYS: rate buckets, slot sets, spend counters, [meter base]
-# A: nr, ns, nb, nm, lease, lease_ms, (limit, cost) * nr, limit * ns, limit_nano * nb
-# -> "1 remaining... reset_ms... spend..." or "0 kind(1 rate, 2 slot, 3 budget) index retry_ms spend"
+# A: nr, ns, nb, nm, lease, lease_ms, (limit, cost) * nr, limit * ns, (limit_nano, reserve_nano) * nb
+# -> "1 remaining... reset_ms... spend..." or "0 kind(1 rate, 2 slot, 3 budget) index retry_ms spend held"
 ACQUIRE = (
     _PRELUDE
     + _INTS
+    + _HELD
     + """
 local A = cjson.decode(ARGV[1])
 local nr, ns, nb, nm = A[1], A[2], A[3], A[4]
@@ -49,11 +69,17 @@ for j = 1, ns do
   redis.call('ZREMRANGEBYSCORE', k, '-inf', now)
   if redis.call('ZCARD', k) >= limit then return ints({0, 2, j - 1, 1000}) end
 end
+local ba = a
 for b = 1, nb do
-  local limit = A[a]
-  a = a + 1
+  local limit, reserve = A[a], A[a + 1]
+  a = a + 2
   local value = tonumber(redis.call('GET', KEYS[nr + ns + b]) or '0')
-  if limit >= 0 and value >= limit then return ints({0, 3, b - 1, 0, value}) end
+  if limit >= 0 then
+    local h = held(KEYS[nr + ns + b], now)
+    if value >= limit or (h > 0 and value + h + reserve > limit) then
+      return ints({0, 3, b - 1, 0, value, h})
+    end
+  end
   spend[b] = value
 end
 local out = {1}
@@ -68,7 +94,18 @@ for j = 1, ns do
   redis.call('ZADD', KEYS[nr + j], now + lease_ms, lease)
   redis.call('PEXPIRE', KEYS[nr + j], lease_ms + 1000)
 end
-for b = 1, nb do out[1 + 2 * nr + b] = spend[b] end
+for b = 1, nb do
+  local limit, reserve = A[ba + 2 * b - 2], A[ba + 2 * b - 1]
+  if limit >= 0 and reserve > 0 then
+    local s = KEYS[nr + ns + b]
+    redis.call('HSET', s .. ':h', lease, reserve)
+    redis.call('HINCRBY', s .. ':h', '_sum', reserve)
+    redis.call('ZADD', s .. ':z', now + lease_ms, lease)
+    redis.call('PEXPIRE', s .. ':h', lease_ms + 1000)
+    redis.call('PEXPIRE', s .. ':z', lease_ms + 1000)
+  end
+  out[1 + 2 * nr + b] = spend[b]
+end
 if nm > 0 then
   local name = KEYS[nr + ns + nb + 1] .. ':r:' .. math.floor(now / P)
   redis.call('INCR', name)
@@ -78,15 +115,15 @@ return ints(out)
 """
 )
 
-# KEYS: tpm buckets, slot sets, spend counters, [meter base]
-# A: nt, ns, nb, nm, lease, meter_tokens, (limit, delta) * nt, (nano, expire_at) * nb
+# KEYS: tpm buckets, slot sets, spend counters, reserved spend counters, [meter base]
+# A: nt, ns, nb, nm, lease, meter_tokens, nv, (limit, delta) * nt, (nano, expire_at) * nb
 RELEASE = (
     _PRELUDE
     + """
 local A = cjson.decode(ARGV[1])
 local nt, ns, nb, nm = A[1], A[2], A[3], A[4]
-local lease, tokens = A[5], A[6]
-local a = 7
+local lease, tokens, nv = A[5], A[6], A[7]
+local a = 8
 for i = 1, nt do
   local limit, delta = A[a], A[a + 1]
   a = a + 2
@@ -106,8 +143,19 @@ for b = 1, nb do
   redis.call('INCRBY', k, nano)
   if at > 0 then redis.call('EXPIREAT', k, at) end
 end
+for v = 1, nv do
+  local h = KEYS[nt + ns + nb + v] .. ':h'
+  local amount = redis.call('HGET', h, lease)
+  if amount then  -- absent: already expired and dropped
+    redis.call('HDEL', h, lease)
+    redis.call('ZREM', KEYS[nt + ns + nb + v] .. ':z', lease)
+    if redis.call('HINCRBY', h, '_sum', -tonumber(amount)) <= 0 then
+      redis.call('DEL', h, KEYS[nt + ns + nb + v] .. ':z')
+    end
+  end
+end
 if nm > 0 and tokens ~= 0 then
-  local name = KEYS[nt + ns + nb + 1] .. ':t:' .. math.floor(now / P)
+  local name = KEYS[nt + ns + nb + nv + 1] .. ':t:' .. math.floor(now / P)
   redis.call('INCRBY', name, tokens)
   redis.call('EXPIRE', name, 150)
 end

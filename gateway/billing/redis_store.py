@@ -52,7 +52,7 @@ class RedisStore:
             raise StateUnavailable(f"{self.description}: {type(exc).__name__}: {exc}") from None
 
     async def acquire(self, ask: Ask) -> Grant:
-        keys = [k for k, _, _ in ask.rates] + [k for k, _ in ask.slots] + [k for k, _ in ask.budgets]
+        keys = [k for k, _, _ in ask.rates] + [k for k, _ in ask.slots] + [k for k, _, _ in ask.budgets]
         meter = 1 if ask.meter is not None else 0
         if ask.meter is not None:
             keys.append(ask.meter)
@@ -60,7 +60,8 @@ class RedisStore:
         for _, limit, cost in ask.rates:
             args += (limit, cost)
         args += [limit for _, limit in ask.slots]
-        args += [limit for _, limit in ask.budgets]
+        for _, limit, reserve in ask.budgets:
+            args += (limit, reserve)
         future = self._submit("acquire", keys, [_json(args)])
         try:
             reply = await asyncio.shield(future)
@@ -70,7 +71,8 @@ class RedisStore:
             raise
         out = [int(v) for v in reply.split()]
         if not out[0]:
-            return Grant(False, _KINDS[out[1]], out[2], out[3], spend=out[4:5])
+            held = out[5] if len(out) > 5 else 0
+            return Grant(False, _KINDS[out[1]], out[2], out[3], spend=out[4:5], held=held)
         nr = len(ask.rates)
         remaining, reset_ms, spend = out[1 : 1 + nr], out[1 + nr : 1 + 2 * nr], out[1 + 2 * nr :]
         return Grant(True, remaining=remaining, reset_ms=reset_ms, spend=spend)
@@ -79,15 +81,18 @@ class RedisStore:
         if future.cancelled() or future.exception() is not None or not future.result().startswith(b"1"):
             return
         self._submit_release(Settle(tokens=[(k, limit, -cost) for k, limit, cost in ask.rates],
-                                    slots=[k for k, _ in ask.slots], lease=ask.lease))
+                                    slots=[k for k, _ in ask.slots], lease=ask.lease,
+                                    reservations=[k for k, limit, reserve in ask.budgets
+                                                  if limit >= 0 and reserve > 0]))
 
     def _submit_release(self, settle: Settle) -> asyncio.Future[Any]:
         keys = [k for k, _, _ in settle.tokens] + list(settle.slots) + [k for k, _, _ in settle.spend]
+        keys += settle.reservations
         meter = 1 if settle.meter is not None else 0
         if settle.meter is not None:
             keys.append(settle.meter)
         args: list[Any] = [len(settle.tokens), len(settle.slots), len(settle.spend), meter, settle.lease,
-                           settle.meter_tokens]
+                           settle.meter_tokens, len(settle.reservations)]
         for _, limit, delta in settle.tokens:
             args += (limit, delta)
         for _, nano, expire_at in settle.spend:

@@ -8,7 +8,13 @@ Both stores implement the same three atomic operations with the same semantics:
   and leaves it in debt). State is one number per bucket, the theoretical arrival time (TAT).
 - concurrency slots are leases with an expiry, so a worker that dies mid-request cannot hold a
   slot forever.
-- spend counters are integer nano-USD per budget period; a budget admits while spend < limit.
+- spend counters are integer nano-USD per budget period. Admission reserves the request's
+  estimated cost on each budget it is charged to (a lease, like a concurrency slot: it expires
+  after `lease_ms`, so a worker that dies mid-request cannot hold budget forever). A budget
+  admits a request when spend + reservations in flight + this reservation <= limit, or, with
+  nothing in flight, while spend < limit (a request larger than what is left is not refused
+  forever: it runs alone, like a tpm request larger than the bucket). Settling releases the
+  reservation and adds the real cost.
 
 `acquire` checks everything and applies nothing unless everything passes.
 """
@@ -36,7 +42,7 @@ class Ask:
 
     rates: Sequence[tuple[str, int, int]] = ()  # key, limit/min, cost
     slots: Sequence[tuple[str, int]] = ()  # key, limit
-    budgets: Sequence[tuple[str, int]] = ()  # key, limit nano-USD (-1: none)
+    budgets: Sequence[tuple[str, int, int]] = ()  # key, limit nano-USD (-1: none), reservation nano-USD
     meter: str | None = None  # per-key request/token meter for `usage.rpm` / `usage.tpm`
     lease: str = ""
     lease_ms: int = 0
@@ -51,6 +57,7 @@ class Grant:
     remaining: list[int] = field(default_factory=list)  # per rate bucket
     reset_ms: list[int] = field(default_factory=list)  # per rate bucket: until full again
     spend: list[int] = field(default_factory=list)  # per budget, nano-USD before this request
+    held: int = 0  # refused budget: nano-USD reserved by requests in flight
 
 
 @dataclass(slots=True)
@@ -63,6 +70,7 @@ class Settle:
     meter: str | None = None
     meter_tokens: int = 0
     lease: str = ""
+    reservations: Sequence[str] = ()  # spend keys whose cost reservation by `lease` ends
 
 
 class StateStore(Protocol):
@@ -98,6 +106,8 @@ class MemoryStore:
         self.tat: dict[str, float] = {}
         self.leases: dict[str, dict[str, float]] = {}
         self.spend: dict[str, tuple[int, int]] = {}  # key -> (nano, expire_at epoch s)
+        self.held: dict[str, dict[str, tuple[int, float]]] = {}  # spend key -> lease -> (nano, until ms)
+        self.held_sum: dict[str, int] = {}  # spend key -> nano-USD reserved in flight
         self.meters: dict[str, int] = {}
         self._pruned = 0.0
 
@@ -122,10 +132,14 @@ class MemoryStore:
                 if len(held) >= limit:
                     return Grant(False, "slot", j, 1000)
         spend: list[int] = []
-        for b, (key, limit) in enumerate(ask.budgets):
+        for b, (key, limit, reserve) in enumerate(ask.budgets):
             value = self._spend(key, now)
-            if 0 <= limit <= value:
-                return Grant(False, "budget", b, 0, spend=[*spend, value])
+            if limit >= 0:
+                reserved = self.held_sum.get(key, 0)
+                if reserved and value + reserved + reserve > limit:  # over: drop expired leases, look again
+                    reserved = self._expire_held(key, now)
+                if value >= limit or (reserved and value + reserved + reserve > limit):
+                    return Grant(False, "budget", b, 0, spend=[*spend, value], held=reserved)
             spend.append(value)
         remaining: list[int] = []
         reset_ms: list[int] = []
@@ -139,6 +153,13 @@ class MemoryStore:
             if held is None:
                 held = self.leases[key] = {}
             held[ask.lease] = now + ask.lease_ms
+        for key, limit, reserve in ask.budgets:
+            if limit >= 0 and reserve > 0:
+                leases = self.held.get(key)
+                if leases is None:
+                    leases = self.held[key] = {}
+                leases[ask.lease] = (reserve, now + ask.lease_ms)
+                self.held_sum[key] = self.held_sum.get(key, 0) + reserve
         if ask.meter is not None:
             name = f"{ask.meter}:r:{int(now // PERIOD_MS)}"
             self.meters[name] = self.meters.get(name, 0) + 1
@@ -159,6 +180,11 @@ class MemoryStore:
             held = self.leases.get(key)
             if held is not None:
                 held.pop(settle.lease, None)
+        for key in settle.reservations:
+            leases = self.held.get(key)
+            entry = leases.pop(settle.lease, None) if leases is not None else None
+            if entry is not None:
+                self._unhold(key, entry[0])
         for key, nano, expire_at in settle.spend:
             self.spend[key] = (self._spend(key, now) + nano, expire_at)
         if settle.meter is not None and settle.meter_tokens:
@@ -189,11 +215,29 @@ class MemoryStore:
             return 0
         return entry[0]
 
+    def _unhold(self, key: str, nano: int) -> None:
+        left = self.held_sum.get(key, 0) - nano
+        if left > 0:
+            self.held_sum[key] = left
+        else:
+            self.held_sum.pop(key, None)
+            self.held.pop(key, None)
+
+    def _expire_held(self, key: str, now: float) -> int:
+        """Drop the reservations of `key` whose lease ran out (their worker died); what is left."""
+        leases = self.held.get(key)
+        if leases:
+            for lease in [k for k, (_, until) in leases.items() if until <= now]:
+                self._unhold(key, leases.pop(lease)[0])
+        return self.held_sum.get(key, 0)
+
     def _prune(self, now: float) -> None:
         """Drop state that has run out, once a minute (keeps memory bounded)."""
         self._pruned = now
         self.tat = {k: v for k, v in self.tat.items() if v > now}
         self.leases = {k: v for k, v in self.leases.items() if v}
+        for key in list(self.held):
+            self._expire_held(key, now)
         self.spend = {k: v for k, v in self.spend.items() if not v[1] or v[1] * 1000 > now}
         oldest = int(now // PERIOD_MS) - 1
         self.meters = {k: v for k, v in self.meters.items() if int(k.rsplit(":", 1)[1]) >= oldest}

@@ -53,7 +53,8 @@ def relay_handler(endpoint: str, prepare_fn: PrepareFn = prepare, family: str = 
         admission: Admission | None = None
         try:
             p = await prepare_fn(state, snap, scope, proto, x)
-            admission = await state.limiter.admit(snap, p.key, p.route.name, estimate_tokens(p))
+            admission = await state.limiter.admit(snap, p.key, p.route.name, estimate_tokens(p),
+                                                  p.head.token_limit)
             p.extra_headers = admission.headers
             await relay(state, snap, proto, x, p)
         except GatewayError as err:
