@@ -46,6 +46,8 @@ def test_auth_refusals(relay_gateway, key, status, code):
 @pytest.mark.parametrize(("body", "status", "code", "fragment"), [
     (b"{not json", 400, "invalid_request", "not valid JSON"),
     (b"", 400, "invalid_request", "empty"),
+    (b'{"model": "m-a", "messages": [{"role": "user", "content": ' + b"[" * 50_000 + b"]" * 50_000 + b"}]}",
+     400, "invalid_request", "nested too deeply"),
     ({"messages": []}, 400, "invalid_request", "model"),
     ({"model": 42, "messages": []}, 400, "invalid_request", "model"),
     ({"model": "m-a", "stream": "yes"}, 400, "invalid_request", "stream"),

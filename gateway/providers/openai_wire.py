@@ -41,6 +41,9 @@ _FORM_MODEL = re.compile(rb'(name="model"\r\n(?:[^\r\n]+\r\n)*\r\n)([^\r]*)(\r\n
 _FORM_STREAM = re.compile(rb'name="stream"\r\n(?:[^\r\n]+\r\n)*\r\n(true|1)\r\n')
 
 
+TOO_DEEP = "the request body is nested too deeply to decode"
+
+
 def decode_head(body: bytes) -> Head:
     if not body:
         raise InvalidRequest("the request body is empty; send a JSON object")
@@ -57,6 +60,8 @@ def decode_head(body: bytes) -> Head:
         ) from None
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidRequest(TOO_DEEP) from None
 
 
 def rewrite_json(body: bytes, model: str | None, want_usage: bool) -> bytes:
