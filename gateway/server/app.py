@@ -12,7 +12,8 @@ from ..billing.limits import Admission
 from ..billing.setup import make_limiter
 from ..config.reload import PolicyStore
 from ..config.snapshot import Snapshot
-from ..errors import GatewayError, NotFound
+from ..errors import GatewayError, InvalidRequest, NotFound
+from ..providers.openai_wire import TOO_DEEP
 from ..providers.transport import make_upstream_client
 from ..settings import ServeSettings
 from ..usage.ledger import Ledger
@@ -57,7 +58,9 @@ def relay_handler(endpoint: str, prepare_fn: PrepareFn = prepare, family: str = 
                                                   p.head.token_limit)
             p.extra_headers = admission.headers
             await relay(state, snap, proto, x, p)
-        except GatewayError as err:
+        except (GatewayError, RecursionError) as exc:
+            # RecursionError: msgspec on absurdly nested client JSON (in a codec): bad input
+            err = exc if isinstance(exc, GatewayError) else InvalidRequest(TOO_DEEP)
             x.fail(err)
             extra = admission.headers if admission else []
             send_error(proto, err, family, headers=[("x-request-id", x.request_id), *extra])
