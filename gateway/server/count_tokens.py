@@ -216,7 +216,7 @@ async def count(
 ) -> None:
     try:
         p = await family.prepare(state, snap, scope, proto, x)
-    except RecursionError:  # msgspec on absurdly nested JSON; the shared decode_head lets it out
+    except RecursionError:  # msgspec on absurdly nested JSON, should a decoder let it out
         raise InvalidRequest("the request body is nested too deeply") from None
     estimate = family.estimate(json_object(p.body))  # validates the body before any upstream call
     target = first_target(state, snap, p.route)
