@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -44,6 +46,17 @@ class ServeSettings(BaseSettings):
     redis_failure: Literal["closed", "open"] = "closed"
     # Seconds between background refreshes of unfinished Midjourney tasks (each worker).
     mj_poll_s: float = 5.0
+    # This machine's name in the usage Parquet files (`node=<id>` directories); unique per machine.
+    node_id: str = Field(default_factory=socket.gethostname, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    # Optional shared directory: the ledger owner also writes ingested usage there as Parquet
+    # (`<dir>/node=<node_id>/date=<YYYY-MM-DD>/*.parquet`), at most one file a partition per interval.
+    usage_parquet_dir: Path | None = None
+    usage_parquet_interval_s: float = Field(default=60.0, ge=0)
+
+    @field_validator("usage_parquet_dir", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @classmethod
     def settings_customise_sources(
@@ -63,4 +76,8 @@ class ServeSettings(BaseSettings):
 
     def to_env(self) -> dict[str, str]:
         """Workers are separate processes: they rebuild settings from these variables."""
-        return {f"TOLLGATE_{name.upper()}": str(value) for name, value in self.model_dump().items()}
+        return {
+            f"TOLLGATE_{name.upper()}": str(value)
+            for name, value in self.model_dump().items()
+            if value is not None  # unset stays unset (str(None) would read back as "None")
+        }

@@ -1,6 +1,8 @@
 """`tollgate usage sql | report | export | schema`: the ledger from the command line.
 
-Works while the gateway runs (through the ledger owner's socket) and when it does not."""
+Works while the gateway runs (through the ledger owner's socket) and when it does not; with
+`--parquet DIR`, `sql` and `report` read every node's Parquet files instead (no gateway, no
+DuckDB file: see parquet.py)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ REPORT_KEYS = {
     "provider": "provider",
     "day": "CAST({local} AS DATE)",
     "hour": "date_trunc('hour', {local})",
+    "node": "node",  # --parquet only
 }
 UTC_CLOCK = "make_timestamp(epoch_us(started_at))"  # no time-zone lookup per row
 
@@ -35,6 +38,12 @@ def add_commands(sub: Any) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", default=os.environ.get("TOLLGATE_DATA_DIR", "data"))
     common.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    common.add_argument(
+        "--parquet",
+        metavar="DIR",
+        help="query the Parquet files of all nodes under DIR (a usage view with a node column) "
+        "instead of this node's ledger",
+    )
 
     sql = usage.add_parser("sql", parents=[common], help="run a read-only SQL query")
     sql.add_argument("sql")
@@ -71,8 +80,24 @@ def _run(data_dir: str, request: dict[str, Any]) -> dict[str, Any] | None:
     return answer
 
 
+def _query(args: argparse.Namespace, sql: str) -> dict[str, Any] | None:
+    if args.parquet is None:
+        return _run(args.data_dir, {"op": "query", "sql": sql})
+    from .store import ParquetLedger, QueryError
+
+    try:
+        reader = ParquetLedger(Path(args.parquet))
+        try:
+            return reader.query(sql)
+        finally:
+            reader.close()
+    except QueryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
 def sql_command(args: argparse.Namespace) -> int:
-    answer = _run(args.data_dir, {"op": "query", "sql": args.sql})
+    answer = _query(args, args.sql)
     if answer is None:
         return 1
     print_result(answer, args.format)
@@ -104,12 +129,15 @@ def report_sql(by: str, since: str | None, until: str | None, tz: str = "UTC") -
 
 
 def report_command(args: argparse.Namespace) -> int:
+    if args.by == "node" and args.parquet is None:
+        print("error: --by node needs --parquet DIR (a node's own ledger has one node)", file=sys.stderr)
+        return 2
     try:
         sql = report_sql(args.by, args.since, args.until, args.tz)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    answer = _run(args.data_dir, {"op": "query", "sql": sql})
+    answer = _query(args, sql)
     if answer is None:
         return 1
     print_result(answer, args.format)

@@ -58,7 +58,8 @@ def call(data_dir: Path, request: dict[str, Any], timeout: float = 120.0) -> dic
             try:
                 from .store import LedgerStore, dispatch
 
-                store = LedgerStore(data_dir / "usage.duckdb")
+                # rows it ingests are queued for the gateway's Parquet sink (written at its next start)
+                store = LedgerStore(data_dir / "usage.duckdb", inherit_parquet=True)
                 try:
                     store.ingest(ready_segments(data_dir / "spool"))  # leftovers of a stopped gateway
                     return dispatch(store, request)

@@ -3,7 +3,11 @@
 Workers then only append to their spool (no DuckDB in their memory); if this process dies, a
 worker takes the ingest lock over (see Ledger), so no usage waits for a restart.
 
-    python -m gateway.usage.ingester --data-dir DIR --policies DIR
+    python -m gateway.usage.ingester --data-dir DIR --policies DIR [--node-id ID --parquet-dir DIR]
+
+The Parquet sink (see parquet.py) comes from the flags, else from the process settings
+(`TOLLGATE_USAGE_PARQUET_DIR`, `TOLLGATE_NODE_ID`, `TOLLGATE_USAGE_PARQUET_INTERVAL_S`), which
+`tollgate serve` passes down in the environment.
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from ..config import BundleError, load_snapshot
 from .lock import try_lock
 from .owner import Owner
+from .parquet import ParquetSink, sink_from_settings
 
 log = logging.getLogger("tollgate.usage")
 
@@ -34,12 +40,12 @@ def retention_reader(policies: Path) -> Callable[[], int | None]:
     return read
 
 
-async def run(data_dir: Path, policies: Path, interval: float) -> int:
+async def run(data_dir: Path, policies: Path, interval: float, parquet: ParquetSink | None = None) -> int:
     fd = try_lock(data_dir)
     if fd is None:
         log.info("another process owns the usage ledger in %s", data_dir)
         return 0
-    owner = Owner(data_dir, fd, retention_reader(policies))
+    owner = Owner(data_dir, fd, retention_reader(policies), parquet)
     await owner.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -64,12 +70,33 @@ def main() -> int:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--policies", type=Path, required=True)
     parser.add_argument("--interval", type=float, default=0.5)
+    parser.add_argument("--node-id", help="this machine's name in the Parquet files (default: settings)")
+    parser.add_argument("--parquet-dir", type=Path, help="also write usage as Parquet here")
+    parser.add_argument("--parquet-interval", type=float, help="seconds between Parquet files")
     args = parser.parse_args()
+    from ..settings import ServeSettings
+
+    flags = {
+        name: value
+        for name, value in {
+            "node_id": args.node_id,
+            "usage_parquet_dir": args.parquet_dir,
+            "usage_parquet_interval_s": args.parquet_interval,
+        }.items()
+        if value is not None
+    }
+    from pydantic import ValidationError
+
+    try:
+        sink = sink_from_settings(ServeSettings(**flags))
+    except ValidationError as exc:
+        print(f"error: bad usage settings\n{exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=os.environ.get("TOLLGATE_LOG_LEVEL", "info").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    return asyncio.run(run(args.data_dir, args.policies, args.interval))
+    return asyncio.run(run(args.data_dir, args.policies, args.interval, sink))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import InvalidRequest, UpstreamError
 from .client import LedgerUnavailable, acall
 from .lock import try_lock
+from .parquet import SinkChoice
 from .record import UsageRecord
 from .spend import SpendTracker
 from .spool import SpoolWriter
@@ -29,9 +30,14 @@ log = logging.getLogger("tollgate.usage")
 
 class Ledger:
     def __init__(
-        self, data_dir: Path, retention_days: Callable[[], int | None] = lambda: None, interval_s: float = 0.5
+        self,
+        data_dir: Path,
+        retention_days: Callable[[], int | None] = lambda: None,
+        interval_s: float = 0.5,
+        parquet: SinkChoice = "env",
     ) -> None:
         self.data_dir = data_dir
+        self._parquet = parquet  # used if this process becomes the owner
         self.spool = SpoolWriter(data_dir / "spool", rotate_s=interval_s)
         self.spend = SpendTracker(self)
         self.owner: Owner | None = None  # set when this process owns the ledger
@@ -57,7 +63,7 @@ class Ledger:
             return
         from .owner import Owner  # DuckDB is loaded only by the process that owns the ledger
 
-        owner = Owner(self.data_dir, fd, self._retention_days)
+        owner = Owner(self.data_dir, fd, self._retention_days, self._parquet)
         try:
             await owner.start()
         except Exception:

@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 
 from .lock import socket_path
+from .parquet import SinkChoice, resolve_sink
 from .spool import ready_segments
 from .store import LedgerStore, dispatch
 
@@ -31,8 +32,16 @@ log = logging.getLogger("tollgate.usage")
 class Owner:
     """The lock holder's work: DuckDB on one thread, ingest loop, query server."""
 
-    def __init__(self, data_dir: Path, lock_fd: int, retention_days: Callable[[], int | None]) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        lock_fd: int,
+        retention_days: Callable[[], int | None],
+        parquet: SinkChoice = "env",
+    ) -> None:
+        """`parquet`: where to also write usage as Parquet; "env": as the process settings say."""
         self.data_dir = data_dir
+        self._parquet = parquet
         self.spool_dir = data_dir / "spool"
         self._lock_fd = lock_fd
         self._retention_days = retention_days
@@ -42,7 +51,8 @@ class Owner:
         self._last_retention = 0.0
 
     async def start(self) -> None:
-        self.store = await self._call(LedgerStore, self.data_dir / "usage.duckdb")
+        sink = resolve_sink(self._parquet)
+        self.store = await self._call(LedgerStore, self.data_dir / "usage.duckdb", 60.0, sink)
         await self.ingest()
         path = socket_path(self.data_dir)
         with contextlib.suppress(FileNotFoundError):

@@ -64,6 +64,13 @@ def _table() -> str:
     return "CREATE TABLE IF NOT EXISTS usage (\n" + "\n".join(lines) + "\n);\n"
 
 
+USAGE_DAILY = """CREATE TABLE IF NOT EXISTS usage_daily (
+    day DATE, key_id VARCHAR, "group" VARCHAR, provider VARCHAR, served_model VARCHAR,
+    requests BIGINT, errors BIGINT, prompt_tokens BIGINT, completion_tokens BIGINT,
+    cached_tokens BIGINT, cost_usd DECIMAL(18,9)
+);
+"""
+
 TABLES = (
     "-- Tollgate usage ledger (DuckDB). One row per request: served, denied, failed or cancelled.\n"
     "-- Generated from gateway/usage/schema.py; `tollgate usage schema` rewrites this file.\n"
@@ -71,12 +78,8 @@ TABLES = (
     + _table()
     + """
 -- Rows older than settings.usage.retention_days are folded in here, then deleted from usage.
-CREATE TABLE IF NOT EXISTS usage_daily (
-    day DATE, key_id VARCHAR, "group" VARCHAR, provider VARCHAR, served_model VARCHAR,
-    requests BIGINT, errors BIGINT, prompt_tokens BIGINT, completion_tokens BIGINT,
-    cached_tokens BIGINT, cost_usd DECIMAL(18,9)
-);
 """
+    + USAGE_DAILY
 )
 
 VIEWS = """

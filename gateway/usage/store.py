@@ -6,6 +6,9 @@ earlier than the batch's oldest: a re-read row is byte-identical, so its duplica
 them, and DuckDB's zone maps skip the rest), so a crash between loading a segment and deleting
 it never counts a request twice.
 
+With a Parquet sink (see parquet.py), the rows an ingest adds also join an outbox in the same
+transaction, and are written as Parquet from there.
+
 The connection cannot touch the file system outside the spool and the export directory
 (`enable_external_access = false`): an admin's SQL can read the ledger, not `/proc/self/environ`.
 """
@@ -25,7 +28,8 @@ from typing import Any
 
 import duckdb
 
-from .schema import COLUMNS, TABLES, VIEWS
+from .parquet import ParquetExporter, ParquetSink, usage_view_sql
+from .schema import COLUMNS, TABLES, USAGE_DAILY, VIEWS
 
 log = logging.getLogger("tollgate.usage")
 READ_ONLY = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
@@ -35,13 +39,13 @@ _LOAD = (
     f"CREATE OR REPLACE TEMP TABLE batch AS SELECT {_COLUMN_LIST} FROM read_json(?, "
     f"format='newline_delimited', columns={_JSON_COLUMNS})"
 )
-_INSERT_NEW = f"""
-INSERT INTO usage ({_COLUMN_LIST})
+_SELECT_NEW = f"""
 SELECT {_COLUMN_LIST} FROM batch
 ANTI JOIN (SELECT request_id FROM usage WHERE started_at >= (SELECT min(started_at) FROM batch))
     USING (request_id)
 QUALIFY row_number() OVER (PARTITION BY request_id) = 1
 """
+_INSERT_NEW = f"INSERT INTO usage ({_COLUMN_LIST}) {_SELECT_NEW}"
 
 _BAD_INPUT = (duckdb.InvalidInputException, duckdb.ConversionException)  # not I/O errors: those retry
 
@@ -50,68 +54,11 @@ class QueryError(Exception):
     pass
 
 
-class LedgerStore:
-    def __init__(self, path: Path, query_timeout_s: float = 60.0) -> None:
-        self.path = path
-        self.spool_dir = path.parent / "spool"
-        self.export_dir = path.parent / "exports"
-        self.query_timeout_s = query_timeout_s
-        for d in (self.spool_dir, self.export_dir):
-            d.mkdir(parents=True, exist_ok=True)
-        self.con = duckdb.connect(str(path))
-        self.con.execute("SET enable_progress_bar = false")
-        self.con.execute("SET TimeZone = 'UTC'")
-        self.con.execute("SET python_enable_replacements = false")
-        allowed = [f"{d.resolve()}/" for d in (self.spool_dir, self.export_dir)]
-        self.con.execute("SET allowed_directories = ?", [allowed])
-        self.con.execute("SET enable_external_access = false")
-        self.con.execute(TABLES)
-        self._migrate()
-        self.con.execute(VIEWS)
+class _SqlReader:
+    """Read-only SQL with a time limit over `self.con`."""
 
-    def _migrate(self) -> None:
-        """Columns added to UsageRecord since the file was created are added to the table."""
-        have = {r[1] for r in self.con.execute("PRAGMA table_info('usage')").fetchall()}
-        for name, kind in COLUMNS.items():
-            if name not in have:
-                self.con.execute(f'ALTER TABLE usage ADD COLUMN "{name}" {kind}')
-
-    def close(self) -> None:
-        self.con.close()
-
-    def ingest(self, segments: list[Path]) -> int:
-        """Load closed spool segments, then delete them; returns the number of rows added.
-        A segment DuckDB cannot read is set aside as `<name>.bad` (logged), never retried."""
-        todo = [p for p in segments if p.exists() and p.stat().st_size > 0]
-        try:
-            added = self._load(todo)
-        except _BAD_INPUT:
-            added = 0
-            for p in todo:  # find the culprit; the others load one by one
-                try:
-                    added += self._load([p])
-                except _BAD_INPUT as exc:
-                    log.error("usage spool segment %s cannot be loaded (%s); kept as .bad", p, exc)
-                    with contextlib.suppress(OSError):
-                        p.rename(p.with_name(p.name + ".bad"))
-        for p in segments:
-            with contextlib.suppress(OSError):
-                p.unlink()
-        return added
-
-    def _load(self, files: list[Path]) -> int:
-        if not files:
-            return 0
-        self.con.execute("BEGIN")
-        try:
-            self.con.execute(_LOAD, [[str(p.resolve()) for p in files]])
-            row = self.con.execute(_INSERT_NEW).fetchone()
-            self.con.execute("DROP TABLE batch")
-            self.con.execute("COMMIT")
-        except Exception:
-            self.con.execute("ROLLBACK")
-            raise
-        return int(row[0]) if row else 0
+    con: duckdb.DuckDBPyConnection
+    query_timeout_s: float
 
     def _check_read_only(self, sql: str) -> None:
         try:
@@ -148,6 +95,93 @@ class LedgerStore:
             "rows": [[_jsonable(v) for v in r] for r in rows[:limit]],
             "truncated": len(rows) > limit,
         }
+
+
+class LedgerStore(_SqlReader):
+    """`parquet`: also write ingested rows there (see parquet.py). `inherit_parquet`: without a
+    sink, still queue rows for it if the file's last owner had one (a one-call owner)."""
+
+    def __init__(
+        self,
+        path: Path,
+        query_timeout_s: float = 60.0,
+        parquet: ParquetSink | None = None,
+        inherit_parquet: bool = False,
+    ) -> None:
+        self.path = path
+        self.spool_dir = path.parent / "spool"
+        self.export_dir = path.parent / "exports"
+        self.query_timeout_s = query_timeout_s
+        for d in (self.spool_dir, self.export_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self.con = duckdb.connect(str(path))
+        self.con.execute("SET enable_progress_bar = false")
+        self.con.execute("SET TimeZone = 'UTC'")
+        self.con.execute("SET python_enable_replacements = false")
+        dirs = [self.spool_dir, self.export_dir]
+        if parquet is not None:
+            parquet.directory.mkdir(parents=True, exist_ok=True)
+            dirs.append(parquet.directory)
+        self.con.execute("SET allowed_directories = ?", [[f"{d.resolve()}/" for d in dirs]])
+        self.con.execute("SET enable_external_access = false")
+        self.con.execute(TABLES)
+        self._migrate()
+        self.con.execute(VIEWS)
+        self.parquet = ParquetExporter(self.con, parquet, inherit_parquet)
+        self.parquet.export(force=True)  # what a crashed owner left queued
+
+    def _migrate(self) -> None:
+        """Columns added to UsageRecord since the file was created are added to the table."""
+        have = {r[1] for r in self.con.execute("PRAGMA table_info('usage')").fetchall()}
+        for name, kind in COLUMNS.items():
+            if name not in have:
+                self.con.execute(f'ALTER TABLE usage ADD COLUMN "{name}" {kind}')
+
+    def close(self) -> None:
+        self.parquet.export(force=True)
+        self.con.close()
+
+    def ingest(self, segments: list[Path]) -> int:
+        """Load closed spool segments, then delete them; returns the number of rows added.
+        A segment DuckDB cannot read is set aside as `<name>.bad` (logged), never retried."""
+        todo = [p for p in segments if p.exists() and p.stat().st_size > 0]
+        try:
+            added = self._load(todo)
+        except _BAD_INPUT:
+            added = 0
+            for p in todo:  # find the culprit; the others load one by one
+                try:
+                    added += self._load([p])
+                except _BAD_INPUT as exc:
+                    log.error("usage spool segment %s cannot be loaded (%s); kept as .bad", p, exc)
+                    with contextlib.suppress(OSError):
+                        p.rename(p.with_name(p.name + ".bad"))
+        for p in segments:
+            with contextlib.suppress(OSError):
+                p.unlink()
+        self.parquet.export()  # at most once per interval
+        return added
+
+    def _load(self, files: list[Path]) -> int:
+        if not files:
+            return 0
+        self.con.execute("BEGIN")
+        try:
+            self.con.execute(_LOAD, [[str(p.resolve()) for p in files]])
+            if self.parquet.active:  # the same new rows go to usage and to the Parquet outbox
+                self.con.execute(f"CREATE OR REPLACE TEMP TABLE fresh AS {_SELECT_NEW}")
+                copy = f"INSERT INTO usage ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM fresh"
+                row = self.con.execute(copy).fetchone()
+                self.parquet.queue("fresh")
+                self.con.execute("DROP TABLE fresh")
+            else:
+                row = self.con.execute(_INSERT_NEW).fetchone()
+            self.con.execute("DROP TABLE batch")
+            self.con.execute("COMMIT")
+        except Exception:
+            self.con.execute("ROLLBACK")
+            raise
+        return int(row[0]) if row else 0
 
     def export(self, out: Path, fmt: str, sql: str = "SELECT * FROM usage ORDER BY started_at") -> int:
         """Write a query's result as Parquet or CSV to `out` (via the export directory, the only
@@ -204,6 +238,30 @@ class LedgerStore:
             {"id": ident, "t": since},
         ).fetchone()
         return Decimal(row[0]) if row else Decimal(0)
+
+
+class ParquetLedger(_SqlReader):
+    """Every node's Parquet files under `directory` as one read-only `usage` view (plus the
+    ledger's views, over an empty usage_daily): no gateway and no DuckDB file needed."""
+
+    def __init__(self, directory: Path, query_timeout_s: float = 60.0) -> None:
+        self.query_timeout_s = query_timeout_s
+        if not directory.is_dir():
+            raise QueryError(f"no such directory: {directory}")
+        if next(directory.glob("**/*.parquet"), None) is None:
+            raise QueryError(f"no Parquet files under {directory}")
+        self.con = duckdb.connect()
+        self.con.execute("SET enable_progress_bar = false")
+        self.con.execute("SET TimeZone = 'UTC'")
+        self.con.execute("SET python_enable_replacements = false")
+        self.con.execute("SET allowed_directories = ?", [[f"{directory.resolve()}/"]])
+        self.con.execute("SET enable_external_access = false")
+        self.con.execute(usage_view_sql(directory))
+        self.con.execute(USAGE_DAILY)
+        self.con.execute(VIEWS)
+
+    def close(self) -> None:
+        self.con.close()
 
 
 def _jsonable(value: Any) -> Any:
