@@ -176,8 +176,8 @@ def build_plan(snap: Snapshot, key: KeyRuntime, model: str, reads: Reads) -> Pla
 
 def reserve_rates(snap: Snapshot, key: KeyRuntime, model: str) -> Reserve:
     """The most a token of this route's prompt / output may cost: the highest rate among its
-    targets (every priority tier; not its fallbacks) and their tiered prices, so a reservation
-    is not smaller than the real cost of the target that serves it. Unpriced targets count 0."""
+    targets (every priority tier; not its fallbacks) and their price tiers, so whichever target
+    serves the request, its rates are not above the reserved ones. Unpriced targets count 0."""
     route = snap.routes.get(model)
     if route is None:
         return NO_RESERVE
