@@ -244,3 +244,19 @@ def test_cli_errors(tmp_path: Path) -> None:
     assert done.returncode == 1 and "read-only" in done.stderr
     with pytest.raises(ValueError):
         ServeSettings(node_id="a/b")
+
+
+def test_an_unreachable_directory_does_not_stop_ingesting(tmp_path: Path) -> None:
+    data, blocker = tmp_path / "data", tmp_path / "not-a-dir"
+    blocker.write_text("a file where the mount should be")
+    spool(data, "m", 6, "0.000000004")
+    store = LedgerStore(data / "usage.duckdb", parquet=ParquetSink(blocker / "usage", "n4", 0))
+    assert store.ingest(ready_segments(data / "spool")) == 6  # DuckDB got the rows; the export failed
+    assert store.parquet.pending() == 6
+    store.close()
+    (tmp_path / "link").symlink_to(tmp_path / "real", target_is_directory=True)
+    (tmp_path / "real").mkdir()
+    store = LedgerStore(data / "usage.duckdb", parquet=ParquetSink(tmp_path / "link", "n4", 0))  # back
+    assert store.parquet.pending() == 0
+    store.close()
+    assert parquet_sql(tmp_path / "link", "SELECT node, count(*) AS n FROM usage GROUP BY 1") == [{"node": "n4", "n": 6}]

@@ -143,7 +143,7 @@ class ParquetExporter:
         if not force and time.monotonic() - self._last_export < self.sink.interval_s:
             return 0
         try:
-            written = self._export(self.sink.directory)
+            written = self._export(self.sink.directory.resolve())  # as allowed_directories has it
         except (OSError, duckdb.Error):
             log.exception("usage Parquet export to %s failed; the rows stay queued", self.sink.directory)
             self._last_export = time.monotonic()  # retried after an interval, not every tick

@@ -119,8 +119,7 @@ class LedgerStore(_SqlReader):
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute("SET python_enable_replacements = false")
         dirs = [self.spool_dir, self.export_dir]
-        if parquet is not None:
-            parquet.directory.mkdir(parents=True, exist_ok=True)
+        if parquet is not None:  # a mount that is away must not stop ingesting: the export retries
             dirs.append(parquet.directory)
         self.con.execute("SET allowed_directories = ?", [[f"{d.resolve()}/" for d in dirs]])
         self.con.execute("SET enable_external_access = false")
