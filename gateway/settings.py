@@ -22,7 +22,7 @@ class ServeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TOLLGATE_", extra="forbid")
 
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: int = Field(default=8080, ge=0, le=65535)
     workers: int = 1
     policies: Path = Path("policies")
     data_dir: Path = Path("data")

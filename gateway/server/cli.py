@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from ..billing.setup import workers_problem
 from ..config import BundleError, load_snapshot
 from ..settings import CONFIG_ENV, ServeSettings
@@ -31,6 +33,8 @@ def add_commands(sub: Any) -> None:
     serve.add_argument("--no-ledger", action="store_true", help="do not record usage")
     serve.add_argument("--state-store", choices=["memory", "redis"], help="limit counters (default: memory)")
     serve.add_argument("--redis-url", help="redis://host:6379/0 (with --state-store redis)")
+    serve.add_argument("--node-id", help="this machine's name in usage Parquet files (default: host name)")
+    serve.add_argument("--usage-parquet-dir", help="also write usage as Parquet here (a shared directory)")
     serve.set_defaults(func=serve_command)
 
 
@@ -50,16 +54,23 @@ def serve_command(args: argparse.Namespace) -> int:
             "ledger": False if args.no_ledger else None,
             "state_store": args.state_store,
             "redis_url": args.redis_url,
+            "node_id": args.node_id,
+            "usage_parquet_dir": args.usage_parquet_dir,
         }.items()
         if value is not None
     }
-    settings = ServeSettings(**flags)
+    try:
+        settings = ServeSettings(**flags)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        print(f"cannot start: invalid settings: {problems}", file=sys.stderr)
+        return 2
     try:
         snapshot = load_snapshot(settings.policies)
     except BundleError as exc:
         print(f"cannot start: the policy bundle is invalid\n{exc}", file=sys.stderr)
         return 1
-    problem = workers_problem(settings, snapshot)
+    problem = workers_problem(settings, snapshot) or listen_problem(settings.host, settings.port)
     if problem:
         print(problem, file=sys.stderr)
         return 1
@@ -81,6 +92,23 @@ def serve_command(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 ingester.kill()
     return 0
+
+
+def listen_problem(host: str, port: int) -> str | None:
+    """Granian reports a taken port with a Rust backtrace: check first and say it plainly."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        return f"cannot start: cannot resolve host {host!r}: {exc}"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            return f"cannot start: cannot listen on {host}:{port}: {reason} (set --port or TOLLGATE_PORT)"
+    return None
 
 
 def start_ingester(settings: ServeSettings) -> subprocess.Popen[bytes] | None:

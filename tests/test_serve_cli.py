@@ -1,0 +1,39 @@
+"""`tollgate serve` refuses bad settings and a taken port with one clear line, not a traceback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.gateway_process import ROOT
+
+
+def serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway", "serve", "--policies", "policies", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})}, check=False)
+
+
+def test_invalid_settings_name_the_setting(tmp_path: Path) -> None:
+    for args, env, fragment in [
+        (["--port", "99999"], {}, "port: Input should be less than or equal to 65535"),
+        (["--node-id", "not a name"], {}, "node_id: String should match pattern"),
+        ([], {"TOLLGATE_PORT": "eighty"}, "port: Input should be a valid integer"),
+    ]:
+        done = serve("--data-dir", str(tmp_path), *args, env=env)
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        assert f"cannot start: invalid settings: {fragment}" in done.stderr
+
+
+def test_a_taken_port_is_said_plainly(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = serve("--data-dir", str(tmp_path), "--port", str(port))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"cannot start: cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert not (tmp_path / "usage.duckdb").exists()  # nothing was started
