@@ -57,6 +57,9 @@ kind = "openai-compatible"
 base_url = "{base_url}"
 api_keys = ["sk"]
 models = ["m-small", "mock-model"]
+[price.m-small]  # priced, so that the budget check reserves and settles a real cost
+input = 0.15
+output = 0.60
 [group.g]
 limits = {{ rpm = {BIG} }}
 [[key]]
