@@ -171,6 +171,47 @@ def test_budget_counters_are_seeded_from_the_ledger(tmp_path: Path) -> None:
         go(limiter.admit(snap, snap.keys_by_id["k2"], "m-b", 10))
 
 
+class SlowLedger:
+    """Answers only when released, counting the questions (a ledger query takes milliseconds)."""
+
+    def __init__(self, fail_first: bool = False) -> None:
+        self.asked, self.fail_first = 0, fail_first
+        self.release = asyncio.Event()
+
+    async def spend_since(self, kind: str, ident: str, since: datetime) -> Decimal:
+        self.asked += 1
+        await self.release.wait()
+        if self.fail_first and self.asked == 1:
+            raise ConnectionRefusedError("ingester starting")
+        return Decimal("0.1")
+
+
+def test_a_burst_of_first_requests_asks_the_ledger_once_per_counter(tmp_path: Path) -> None:
+    snap = snapshot(tmp_path)
+    k2 = snap.keys_by_id["k2"]
+
+    async def burst(ledger: SlowLedger) -> list[object]:
+        limiter = EnforcingLimiter(MemoryStore(), spend_source=ledger, fail_open=False)
+        tasks = [asyncio.create_task(limiter.admit(snap, k2, "m-b", 10)) for _ in range(20)]
+        while ledger.asked < 1:  # the key's budget counter first, then its group's
+            await asyncio.sleep(0)
+        for _ in range(50):  # give the other 19 every chance to ask too
+            await asyncio.sleep(0)
+        asked = ledger.asked
+        ledger.release.set()
+        results: list[object] = await asyncio.gather(*tasks, return_exceptions=True)
+        return [asked, ledger.asked, *results]
+
+    asked_before, asked_after, *results = go(burst(SlowLedger()))
+    assert (asked_before, asked_after) == (1, 2)  # one question per counter, not one per request
+    assert not any(isinstance(r, LimitsUnavailable) for r in results)  # (some exceed the budget)
+    assert any(not isinstance(r, BaseException) for r in results)
+    # the first seed fails (fail closed): that request is refused, a waiter seeds it again
+    asked_before, asked_after, *results = go(burst(SlowLedger(fail_first=True)))
+    assert (asked_before, asked_after) == (1, 3)
+    assert sum(isinstance(r, LimitsUnavailable) for r in results) == 1
+
+
 def test_periods_are_calendar_aligned_in_the_zone() -> None:
     berlin = ZoneInfo("Europe/Berlin")
     t = datetime(2025, 3, 30, 12, tzinfo=berlin).timestamp()  # a Sunday; DST began at 02:00

@@ -11,6 +11,7 @@ store call.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import os
@@ -67,6 +68,7 @@ class EnforcingLimiter:
         self._calendar = Calendar("UTC")
         self._plans: dict[tuple[str, str], Plan] = {}
         self._seeded: set[str] = set()
+        self._seeding: dict[str, asyncio.Event] = {}  # one ledger query per counter, however many ask
         self._spend_keys: dict[Plan, tuple[list[Window], list[tuple[str, int]], list[tuple[str, int]]]] = {}
         self._lease_ids = itertools.count()
         self._lease_prefix = f"{os.getpid()}-{secrets.token_hex(3)}-"
@@ -195,24 +197,36 @@ class EnforcingLimiter:
         """First use of a spend counter in this process: start it from the ledger's total for the
         period, unless the store already has it (Redis keeps it across restarts). A budget is not
         enforced from a guess: while the ledger cannot answer, this raises `StateUnavailable`
-        (fail closed), or counts from zero with `redis_failure = open`."""
+        (fail closed), or counts from zero with `redis_failure = open`. Concurrent first requests
+        wait for one query (a burst at start-up would otherwise queue one query per request)."""
         for spend, window in zip(spends, windows, strict=True):
             state_key = spend.state_key(window.name)
-            if state_key in self._seeded:
-                continue
-            if self.spend_source is not None:
+            while state_key not in self._seeded:
+                pending = self._seeding.get(state_key)
+                if pending is not None:
+                    await pending.wait()  # seeded, or failed: then this request tries itself
+                    continue
+                done = self._seeding[state_key] = asyncio.Event()
                 try:
-                    usd = await self.spend_source.spend_since(spend.kind, spend.id, window.start)
-                except Exception as exc:
-                    if not self.fail_open:
-                        raise StateUnavailable(f"usage ledger: {type(exc).__name__}: {exc}") from None
-                    log.error("cannot read past spend of %s from the usage ledger (%s); counting from "
-                              "zero (redis_failure = open)", spend.scope, exc)
-                    usd = Decimal(0)
-                await self.store.seed(state_key, to_nano(usd), _expire_at(window))
-            if len(self._seeded) > 100_000:
-                self._seeded.clear()
-            self._seeded.add(state_key)
+                    await self._seed_one(spend, window, state_key)
+                finally:
+                    del self._seeding[state_key]
+                    done.set()
+
+    async def _seed_one(self, spend: Spend, window: Window, state_key: str) -> None:
+        if self.spend_source is not None:
+            try:
+                usd = await self.spend_source.spend_since(spend.kind, spend.id, window.start)
+            except Exception as exc:
+                if not self.fail_open:
+                    raise StateUnavailable(f"usage ledger: {type(exc).__name__}: {exc}") from None
+                log.error("cannot read past spend of %s from the usage ledger (%s); counting from "
+                          "zero (redis_failure = open)", spend.scope, exc)
+                usd = Decimal(0)
+            await self.store.seed(state_key, to_nano(usd), _expire_at(window))
+        if len(self._seeded) > 100_000:
+            self._seeded.clear()
+        self._seeded.add(state_key)
 
     def _outage(self, exc: StateUnavailable) -> Admission:
         if self.fail_open:
