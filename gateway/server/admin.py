@@ -6,10 +6,11 @@ from typing import Any
 
 import msgspec
 
-from ..errors import InvalidRequest, NotFound, UpstreamError
+from ..config.snapshot import KeyRuntime
+from ..errors import GatewayError, InvalidRequest, NotFound, UpstreamError
 from . import midjourney
 from .auth import authenticate, authenticate_admin, presented_key
-from .http import client_ip, read_body, send_json
+from .http import client_ip, read_body, send_error, send_json
 from .state import WorkerState
 
 
@@ -19,11 +20,34 @@ def _model_entry(state: WorkerState, name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": 0, "owned_by": owner}
 
 
+def _anthropic_entry(name: str) -> dict[str, Any]:
+    return {"type": "model", "id": name, "display_name": name, "created_at": "1970-01-01T00:00:00Z"}
+
+
+def _is_anthropic(scope: Any) -> bool:
+    """The Anthropic SDK (and Claude Code) send `anthropic-version` on every call."""
+    return bool(scope.headers.get("anthropic-version"))
+
+
+def _key(state: WorkerState, scope: Any) -> KeyRuntime:
+    secret = presented_key(scope, ("x-api-key",))
+    return authenticate(state.store.current, secret, client_ip(scope, state.settings.trust_forwarded))
+
+
 async def list_models(state: WorkerState, scope: Any, proto: Any) -> None:
-    snap = state.store.current
-    key = authenticate(snap, presented_key(scope), client_ip(scope, state.settings.trust_forwarded))
-    data = [_model_entry(state, name) for name in snap.models_for(key)]
-    send_json(proto, 200, {"object": "list", "data": data})
+    """OpenAI's list, or Anthropic's for an Anthropic client: both call `GET /v1/models`."""
+    anthropic = _is_anthropic(scope)
+    try:
+        names = state.store.current.models_for(_key(state, scope))
+    except GatewayError as err:
+        send_error(proto, err, "anthropic" if anthropic else "openai")
+        return
+    if anthropic:
+        send_json(proto, 200, {"data": [_anthropic_entry(n) for n in names], "has_more": False,
+                               "first_id": names[0] if names else None,
+                               "last_id": names[-1] if names else None})
+        return
+    send_json(proto, 200, {"object": "list", "data": [_model_entry(state, n) for n in names]})
 
 
 def dynamic_route(method: str, path: str) -> Any:
@@ -33,12 +57,16 @@ def dynamic_route(method: str, path: str) -> Any:
 
 
 async def _retrieve_model(state: WorkerState, scope: Any, proto: Any) -> None:
-    snap = state.store.current
-    key = authenticate(snap, presented_key(scope), client_ip(scope, state.settings.trust_forwarded))
-    name = scope.path.removeprefix("/v1/models/")
-    if name not in snap.routes or not key.allows_model(name):
-        raise NotFound(f"the model `{name}` does not exist", code="model_not_found", param="model")
-    send_json(proto, 200, _model_entry(state, name))
+    anthropic = _is_anthropic(scope)
+    try:
+        key = _key(state, scope)
+        name = scope.path.removeprefix("/v1/models/")
+        if name not in state.store.current.routes or not key.allows_model(name):
+            raise NotFound(f"the model `{name}` does not exist", code="model_not_found", param="model")
+    except GatewayError as err:
+        send_error(proto, err, "anthropic" if anthropic else "openai")
+        return
+    send_json(proto, 200, _anthropic_entry(name) if anthropic else _model_entry(state, name))
 
 
 async def healthz(state: WorkerState, scope: Any, proto: Any) -> None:
