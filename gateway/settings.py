@@ -40,7 +40,9 @@ class ServeSettings(BaseSettings):
     # Rate-limit / budget counters: per process ("memory"), or shared by workers and machines.
     state_store: Literal["memory", "redis"] = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_prefix: str = "tollgate:"  # put a {hash tag} in it for Redis Cluster
+    redis_prefix: str = "tollgate:"
+    # redis_url names one node of a Redis Cluster; the prefix becomes a hash tag ({tollgate}:).
+    redis_cluster: bool = False
     redis_timeout_s: float = 0.5
     # Redis unreachable: "closed" refuses limited requests with 503, "open" admits them unlimited.
     redis_failure: Literal["closed", "open"] = "closed"

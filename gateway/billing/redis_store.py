@@ -1,6 +1,10 @@
 """Limit state in Redis, shared by every worker and machine: one Lua script per operation, the
 calls of one event-loop tick pipelined together (`redis_pipe`).
 
+With `cluster=True` the store talks to a Redis Cluster: the prefix becomes a hash tag
+(`tollgate:` -> `{tollgate}:`) so that every key, including those the scripts derive from their
+KEYS (`..':h'`, `..':r:<minute>'`), lives in one slot and every script runs on one node.
+
 Redis errors are translated once, here, into `StateUnavailable`; the limiter decides whether
 that refuses the request (fail closed, the default) or admits it unlimited (fail open).
 """
@@ -12,43 +16,59 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import redis_lua
-from .redis_pipe import ScriptPipe
+from .redis_pipe import ClusterScriptPipe, ScriptPipe
 from .store import Ask, Grant, Settle, StateUnavailable
 
 _KINDS = {1: "rate", 2: "slot", 3: "budget"}
 
 
 class RedisStore:
-    def __init__(self, url: str, prefix: str = "tollgate:", timeout_s: float = 0.5) -> None:
-        self.prefix = prefix
-        self.description = f"redis at {_redact(url)}"
-        # One quick retry on a fresh connection (a pooled socket may be stale after a Redis
-        # restart), no backoff: when Redis is down the request is answered within the timeout.
-        self.client: aioredis.Redis = aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 1),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError, OSError],
-        )
+    def __init__(self, url: str, prefix: str = "tollgate:", timeout_s: float = 0.5,
+                 cluster: bool = False) -> None:
+        self.prefix = cluster_prefix(prefix) if cluster else prefix
+        self.cluster = cluster
+        self.description = f"redis {'cluster ' if cluster else ''}at {_redact(url)}"
         scripts = {"acquire": redis_lua.ACQUIRE, "release": redis_lua.RELEASE, "read": redis_lua.READ,
                    "seed": redis_lua.SEED}
-        self.pipe = ScriptPipe(self.client, scripts, self.description)
+        # One quick retry on a fresh connection (a pooled socket may be stale after a Redis
+        # restart), no backoff: when Redis is down the request is answered within the timeout.
+        options: dict[str, Any] = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s,
+                                   "retry": Retry(NoBackoff(), 1),
+                                   "retry_on_error": [RedisConnectionError, RedisTimeoutError, OSError]}
+        self.client: aioredis.Redis | RedisCluster
+        self.pipe: ScriptPipe | ClusterScriptPipe
+        if cluster:
+            # `url` names any node (a startup node): the others and the slot map are discovered.
+            # The retry is redis-py's cluster retry: after a connection error it re-reads the slot
+            # map once (a failover) and tries the new owner.
+            try:
+                self.client = RedisCluster.from_url(url, **options)
+            except RedisClusterException as exc:  # e.g. a database other than 0
+                raise ValueError(f"redis_url {_redact(url)} with redis_cluster = true: {exc}") from None
+            self.pipe = ClusterScriptPipe(self.client, scripts, self.description, slot_key=self.prefix)
+        else:
+            self.client = aioredis.Redis.from_url(url, **options)
+            self.pipe = ScriptPipe(self.client, scripts, self.description)
 
     def _submit(self, script: str, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
         return self.pipe.submit(script, [self.prefix + k for k in keys], args)
 
     async def ping(self) -> None:
         try:
-            await self.client.ping()
-        except (RedisError, OSError) as exc:
+            if isinstance(self.pipe, ClusterScriptPipe):  # the node owning the store's slot
+                node = await self.pipe.owner()
+                await node.execute_command("PING")
+            else:
+                await self.client.ping()
+        except (RedisError, RedisClusterException, OSError) as exc:
             raise StateUnavailable(f"{self.description}: {type(exc).__name__}: {exc}") from None
 
     async def acquire(self, ask: Ask) -> Grant:
@@ -115,6 +135,17 @@ class RedisStore:
     async def close(self) -> None:
         await self.pipe.drain()
         await self.client.aclose()
+
+
+def cluster_prefix(prefix: str) -> str:
+    """The prefix as one Redis Cluster hash tag, so all of the store's keys share a slot:
+    `tollgate:` -> `{tollgate}:`; a prefix that already holds a hash tag (`app:{tg}:`) is kept."""
+    start = prefix.find("{")
+    end = prefix.find("}", start + 1) if start >= 0 else -1
+    if start >= 0 and end > start + 1:
+        return prefix
+    name = prefix.replace("{", "").replace("}", "").rstrip(":") or "tollgate"
+    return "{" + name + "}:"
 
 
 def _json(args: list[Any]) -> bytes:

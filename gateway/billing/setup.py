@@ -18,7 +18,8 @@ async def make_limiter(settings: ServeSettings, spend_source: SpendSource | None
     if settings.state_store == "redis":
         from .redis_store import RedisStore
 
-        redis = RedisStore(settings.redis_url, settings.redis_prefix, settings.redis_timeout_s)
+        redis = RedisStore(settings.redis_url, settings.redis_prefix, settings.redis_timeout_s,
+                           cluster=settings.redis_cluster)
         try:
             await redis.ping()
         except StateUnavailable as exc:  # not fatal: Redis may come up after the gateway
