@@ -101,6 +101,23 @@ def test_two_limiters_on_the_cluster_admit_exactly_the_limit_across_a_slot_move(
     assert not any(k.startswith(prefix) for k in cluster.keys(before))
 
 
+def test_scripts_are_loaded_again_when_the_owner_lost_them(cluster: RedisCluster) -> None:
+    """As on a replica promoted by a failover: the owner answers NOSCRIPT, the calls still run."""
+    import redis
+
+    prefix = f"{{ns{next(_ids)}}}:"
+    store = RedisStore(cluster.url(), prefix=prefix, cluster=True)
+
+    async def go() -> list[Grant]:
+        grants = [await store.acquire(Ask(rates=[("rpm", 3, 1)]))]
+        with redis.Redis(host="127.0.0.1", port=cluster.slot_owner(prefix)) as owner:
+            owner.script_flush()
+        grants += await asyncio.gather(*(store.acquire(Ask(rates=[("rpm", 3, 1)])) for _ in range(4)))
+        return [*grants, await store.acquire(Ask(rates=[("rpm", 3, 1)]))]
+
+    assert [g.ok for g in run([store], go)] == [True, True, True, False, False, False]
+
+
 def test_an_unreachable_cluster_is_reported_as_unavailable(tmp_path: Path) -> None:
     dead = RedisStore(f"redis://127.0.0.1:{RedisServer(tmp_path).port}/0", timeout_s=0.2, cluster=True)
     started = time.monotonic()
