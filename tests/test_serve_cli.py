@@ -37,3 +37,12 @@ def test_a_taken_port_is_said_plainly(tmp_path: Path) -> None:
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert f"cannot start: cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
     assert not (tmp_path / "usage.duckdb").exists()  # nothing was started
+
+
+def test_an_unusable_redis_url_is_refused_before_start(tmp_path: Path) -> None:
+    done = serve("--data-dir", str(tmp_path), "--state-store", "redis", "--redis-url", "foo://x")
+    assert done.returncode == 1 and "cannot start: redis_url foo://x: Redis URL must specify" in done.stderr
+    done = serve("--data-dir", str(tmp_path), "--state-store", "redis", "--redis-cluster",
+                 "--redis-url", "redis://:hunter2@127.0.0.1:7000/2")
+    assert done.returncode == 1 and "Redis Cluster has only database 0" in done.stderr
+    assert "hunter2" not in done.stderr and "Traceback" not in done.stderr

@@ -35,7 +35,7 @@ class RedisStore:
                  cluster: bool = False) -> None:
         self.prefix = cluster_prefix(prefix) if cluster else prefix
         self.cluster = cluster
-        self.description = f"redis {'cluster ' if cluster else ''}at {_redact(url)}"
+        self.description = f"redis {'cluster ' if cluster else ''}at {redact(url)}"
         scripts = {"acquire": redis_lua.ACQUIRE, "release": redis_lua.RELEASE, "read": redis_lua.READ,
                    "seed": redis_lua.SEED}
         # One quick retry on a fresh connection (a pooled socket may be stale after a Redis
@@ -52,7 +52,7 @@ class RedisStore:
             try:
                 self.client = RedisCluster.from_url(url, **options)
             except RedisClusterException as exc:  # e.g. a database other than 0
-                raise ValueError(f"redis_url {_redact(url)} with redis_cluster = true: {exc}") from None
+                raise ValueError(f"redis_url {redact(url)} with redis_cluster = true: {exc}") from None
             self.pipe = ClusterScriptPipe(self.client, scripts, self.description, slot_key=self.prefix)
         else:
             self.client = aioredis.Redis.from_url(url, **options)
@@ -152,7 +152,7 @@ def _json(args: list[Any]) -> bytes:
     return msgspec.json.encode(args)
 
 
-def _redact(url: str) -> str:
+def redact(url: str) -> str:
     """redis://user:secret@host:6379/0 -> redis://host:6379/0 (never log a password)."""
     scheme, sep, rest = url.partition("://")
     return f"{scheme}{sep}{rest.rsplit('@', 1)[-1]}" if sep else url

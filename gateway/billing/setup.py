@@ -41,3 +41,21 @@ def workers_problem(settings: ServeSettings, snapshot: Snapshot) -> str | None:
         "declares.\nSet state_store = \"redis\" and redis_url (flags --state-store redis --redis-url "
         "redis://HOST:6379/0, or TOLLGATE_STATE_STORE / TOLLGATE_REDIS_URL), or run --workers 1."
     )
+
+
+def redis_url_problem(settings: ServeSettings) -> str | None:
+    """A redis_url the client cannot use fails every worker at start: say so once, plainly."""
+    if settings.state_store != "redis":
+        return None
+    from redis.connection import parse_url
+
+    from .redis_store import redact
+
+    try:
+        parsed = parse_url(settings.redis_url)  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        return f"cannot start: redis_url {redact(settings.redis_url)}: {exc}"
+    if settings.redis_cluster and int(parsed.get("db") or 0) != 0:
+        return (f"cannot start: redis_url {redact(settings.redis_url)} names database {parsed['db']}, "
+                "but Redis Cluster has only database 0 (redis_cluster = true)")
+    return None

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..billing.setup import workers_problem
+from ..billing.setup import redis_url_problem, workers_problem
 from ..config import BundleError, load_snapshot
 from ..settings import CONFIG_ENV, ServeSettings
 from ..usage.lock import socket_path
@@ -33,6 +33,8 @@ def add_commands(sub: Any) -> None:
     serve.add_argument("--no-ledger", action="store_true", help="do not record usage")
     serve.add_argument("--state-store", choices=["memory", "redis"], help="limit counters (default: memory)")
     serve.add_argument("--redis-url", help="redis://host:6379/0 (with --state-store redis)")
+    serve.add_argument("--redis-cluster", action="store_true", default=None,
+                       help="redis_url names a node of a Redis Cluster")
     serve.add_argument("--node-id", help="this machine's name in usage Parquet files (default: host name)")
     serve.add_argument("--usage-parquet-dir", help="also write usage as Parquet here (a shared directory)")
     serve.set_defaults(func=serve_command)
@@ -54,6 +56,7 @@ def serve_command(args: argparse.Namespace) -> int:
             "ledger": False if args.no_ledger else None,
             "state_store": args.state_store,
             "redis_url": args.redis_url,
+            "redis_cluster": args.redis_cluster,
             "node_id": args.node_id,
             "usage_parquet_dir": args.usage_parquet_dir,
         }.items()
@@ -70,7 +73,8 @@ def serve_command(args: argparse.Namespace) -> int:
     except BundleError as exc:
         print(f"cannot start: the policy bundle is invalid\n{exc}", file=sys.stderr)
         return 1
-    problem = workers_problem(settings, snapshot) or listen_problem(settings.host, settings.port)
+    problem = (workers_problem(settings, snapshot) or redis_url_problem(settings)
+               or listen_problem(settings.host, settings.port))
     if problem:
         print(problem, file=sys.stderr)
         return 1
