@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from gateway.config import BundleError, Snapshot, load_snapshot
-from gateway.config.compile import CREDENTIAL_HEADERS, GATEWAY_HEADERS
+from gateway.config.headers import CREDENTIAL_HEADERS, GATEWAY_HEADERS
 from gateway.config.types import Timeouts
 from gateway.policy.context import Facts, KeyView, RequestView
 from gateway.providers.base import UpstreamCall

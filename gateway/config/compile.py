@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from ..policy.cel import PRICE_VARIABLES, RULE_VARIABLES, CelCompileError, compile_expr
 from ..policy.rules import CompiledRule, RuleSet
 from .envsubst import BadReference, MissingEnv, has_missing, interpolate
+from .headers import check_headers
 from .load import Loc, Located, RawBundle
 from .problems import BundleError, Problem
 from .snapshot import (
@@ -31,33 +32,6 @@ from .snapshot import (
 from .types import Alias, Key, Provider, Rule, Settings
 
 _HASH = re.compile(r"^sha256:([0-9a-f]{64})$")
-_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
-# A field value on one line (RFC 9110): tab, visible ASCII, space, obs-text; no CR/LF, which would
-# end the header line in the upstream request.
-_HEADER_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")
-# Headers the gateway owns on every upstream request: a bundle may not set them, in a provider's
-# `headers` or a rule's `set_headers`. Credentials come from the provider's api_keys (sent as one
-# of these by its adapter, and rotated/benched per key); the rest frame the message or belong to
-# one connection (hop-by-hop, RFC 9110 7.6.1), or keep the relay byte-exact (the client's body
-# type, an identity-encoded answer).
-CREDENTIAL_HEADERS = frozenset(
-    {"authorization", "x-api-key", "x-goog-api-key", "api-key", "mj-api-secret", "proxy-authorization"}
-)
-GATEWAY_HEADERS = frozenset(
-    {
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "upgrade",
-        "content-type",
-        "accept-encoding",
-    }
-)
 KEYLESS_KINDS = frozenset({"mock", "openai-compatible"})
 URL_REQUIRED_KINDS = frozenset({"openai-compatible", "azure", "midjourney"})
 PER_ACTION_KINDS = frozenset({"midjourney"})  # billed per action (price.per_action), not per token
@@ -166,31 +140,10 @@ class Compiler:
     def compile_headers(
         self, loc: Loc, items: list[tuple[str, str]], section: str
     ) -> tuple[tuple[str, str], ...]:
-        """One header table (a provider's `headers`, a rule's `set_headers`) as (name, value)
-        pairs with lower-case names: HTTP names are case-insensitive, so `X-Foo` and `x-foo`
-        must not both reach the upstream, and a later table overrides an earlier one's header
-        by plain dict update. Two spellings of one name in a table are an error."""
-        spelled: dict[str, str] = {}
-        out = []
-        for name, value in items:
-            lower = name.lower()
-            if not _HEADER_NAME.match(name):
-                self.error(loc, f'"{name}" is not a valid header name', section, name)
-            elif lower in spelled:
-                message = f'"{name}" is the same header as "{spelled[lower]}" (header names are '
-                self.error(loc, message + "case-insensitive); keep one", section, name)
-            elif lower in CREDENTIAL_HEADERS:
-                message = f'"{name}" carries credentials, which the gateway sets from the provider\'s '
-                self.error(loc, message + "api_keys; it cannot be set here", section, name)
-            elif lower in GATEWAY_HEADERS:
-                message = f'"{name}" is set by the gateway on every upstream request; it cannot be set here'
-                self.error(loc, message, section, name)
-            elif not _HEADER_VALUE.match(value):  # the value may hold a secret: not quoted
-                self.error(loc, "a header value must be one line of text (no CR, LF or control characters)",
-                           section, name)
-            spelled.setdefault(lower, name)
-            out.append((lower, value))
-        return tuple(out)
+        pairs, problems = check_headers(items)
+        for name, message in problems:
+            self.error(loc, message, section, name)
+        return pairs
 
     # routes ---------------------------------------------------------------------------------
     def compile_routes(self) -> None:
