@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +75,25 @@ class GatewayProcess:
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+    def usage_sql(self, sql: str) -> list[dict[str, Any]]:
+        """Rows of a read-only query on the ledger, through `tollgate usage sql` as an operator runs it."""
+        done = subprocess.run([sys.executable, "-m", "gateway", "usage", "sql", "--data-dir", str(self.data_dir),
+                               "--format", "json", sql], cwd=ROOT, capture_output=True, timeout=30, check=True)
+        text = done.stdout.decode().strip()
+        if text.startswith("["):
+            return list(json.loads(text))
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def usage_rows(self, sql: str, until: Callable[[list[dict[str, Any]]], bool] = bool,
+                   timeout: float = 10.0) -> list[dict[str, Any]]:
+        """`usage_sql` polled until `until(rows)` (rows reach the ledger within about a second)."""
+        deadline = time.monotonic() + timeout
+        rows = self.usage_sql(sql)
+        while not until(rows) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            rows = self.usage_sql(sql)
+        return rows
 
     def __enter__(self) -> GatewayProcess:
         return self.start()

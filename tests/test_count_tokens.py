@@ -5,10 +5,6 @@ rpm slot taken. Every upstream is a fake on 127.0.0.1."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +24,7 @@ from tests.fakes import anthropic_upstream, gemini_upstream
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.gemini_upstream import FakeGemini
 from tests.fakes.openai_upstream import FakeUpstream
-from tests.gateway_process import ROOT, GatewayProcess
+from tests.gateway_process import GatewayProcess
 
 KEY, NARROW, LIMITED = "tg-count", "tg-count-narrow", "tg-count-limited"
 BUNDLE = """
@@ -263,24 +259,11 @@ def test_counting_takes_no_rpm_slot(env: Env) -> None:
 
 # -- the ledger: one free row per count -------------------------------------------------------
 
-def _usage_sql(env: Env, sql: str) -> list[dict[str, Any]]:
-    done = subprocess.run([sys.executable, "-m", "gateway", "usage", "sql", "--data-dir", str(env.gw.data_dir),
-                           "--format", "json", sql], cwd=ROOT, capture_output=True, timeout=30, check=True)
-    text = done.stdout.decode().strip()
-    if text.startswith("["):
-        return list(json.loads(text))
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
 def test_ledger_rows_are_free(env: Env) -> None:
     """Runs after the calls above: count rows exist, with no tokens and no cost."""
     sql = ("SELECT endpoint, provider, served_model, prompt_tokens, cost_usd, usage_source FROM usage "
            "WHERE status = 200 AND endpoint IN ('messages/count_tokens', 'countTokens')")
-    deadline = time.monotonic() + 10
-    rows = _usage_sql(env, sql)
-    while len({r["endpoint"] for r in rows}) < 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
-        rows = _usage_sql(env, sql)
+    rows = env.gw.usage_rows(sql, until=lambda rows: len({r["endpoint"] for r in rows}) >= 2)
     assert {r["endpoint"] for r in rows} == {"messages/count_tokens", "countTokens"}
     assert all(r["prompt_tokens"] == 0 and r["cost_usd"] is None and r["usage_source"] == "none" for r in rows)
     assert {"an", "ge"} <= {r["provider"] for r in rows}  # the forwarded ones name their upstream

@@ -8,9 +8,6 @@ the CLI."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 from typing import Any
 
 import anthropic
@@ -20,7 +17,6 @@ import pytest
 from google import genai
 from google.genai import types
 
-from tests.gateway_process import ROOT
 from tests.native_support import KEY, Native, native
 
 __all__ = ["native"]
@@ -143,25 +139,12 @@ def test_reasoning_reaches_anthropic_and_gemini_clients(native: Native) -> None:
     assert r.usage_metadata and r.usage_metadata.thoughts_token_count == 10
 
 
-def _usage_sql(n: Native, sql: str) -> list[dict[str, Any]]:
-    done = subprocess.run([sys.executable, "-m", "gateway", "usage", "sql", "--data-dir", str(n.gw.data_dir),
-                           "--format", "json", sql], cwd=ROOT, capture_output=True, timeout=30, check=True)
-    text = done.stdout.decode().strip()
-    if text.startswith("["):
-        return list(json.loads(text))
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
 def test_ledger_rows_through_the_cli(native: Native) -> None:
     """Runs after the calls above: the translated streams are recorded with the upstream's usage."""
     sql = ("SELECT endpoint, provider, stream, prompt_tokens, completion_tokens, cached_tokens, "
            "cache_write_tokens FROM usage WHERE status = 200 AND endpoint = 'generateContent' "
            "AND stream AND provider = 'an'")
-    deadline = time.monotonic() + 10
-    rows = _usage_sql(native, sql)
-    while len(rows) < 2 and time.monotonic() < deadline:  # the SDK stream and the JSON-array stream
-        time.sleep(0.1)
-        rows = _usage_sql(native, sql)
+    rows = native.gw.usage_rows(sql, until=lambda rows: len(rows) >= 2)  # SDK stream, JSON-array stream
     assert len(rows) >= 2
     assert {(r["prompt_tokens"], r["completion_tokens"], r["cached_tokens"], r["cache_write_tokens"])
             for r in rows} == {(28, 7, 5, 3)}

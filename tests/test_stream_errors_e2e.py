@@ -4,17 +4,12 @@ client gets the error in its own API shape, and the usage row says what happened
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import time
 from typing import Any
 
 import anthropic
 import openai
 import pytest
 
-from tests.gateway_process import ROOT
 from tests.native_support import KEY, Native, native
 
 __all__ = ["native"]
@@ -22,17 +17,8 @@ HI: Any = [{"role": "user", "content": "hi"}]
 
 
 def _rows(n: Native, request_id: str) -> list[dict[str, Any]]:
-    sql = f"SELECT status, error_type, stream, completion_tokens FROM usage WHERE request_id = '{request_id}'"
-    deadline = time.monotonic() + 10
-    while True:
-        done = subprocess.run([sys.executable, "-m", "gateway", "usage", "sql", "--data-dir",
-                               str(n.gw.data_dir), "--format", "json", sql],
-                              cwd=ROOT, capture_output=True, timeout=30, check=True)
-        text = done.stdout.decode().strip()
-        rows = list(json.loads(text)) if text.startswith("[") else []
-        if rows or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.1)
+    return n.gw.usage_rows("SELECT status, error_type, stream, completion_tokens FROM usage "
+                           f"WHERE request_id = '{request_id}'")
 
 
 def test_openai_client_sees_the_error_and_the_row_records_it(native: Native) -> None:
