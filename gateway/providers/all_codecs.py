@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from . import (
+    gemini_embeddings,
     openai_codec,
     passthrough_native,
     translate_anthropic_openai,
+    translate_embeddings_gemini,
     translate_gemini_openai,
     translate_openai_anthropic,
     translate_openai_gemini,
@@ -13,9 +15,11 @@ from . import (
 )
 
 __all__ = [
+    "gemini_embeddings",
     "openai_codec",
     "passthrough_native",
     "translate_anthropic_openai",
+    "translate_embeddings_gemini",
     "translate_gemini_openai",
     "translate_openai_anthropic",
     "translate_openai_gemini",

@@ -74,15 +74,22 @@ class NoCodec(Exception):
 
 
 _CODECS: dict[tuple[str, str], Codec] = {}
+_ENDPOINT_CODECS: dict[tuple[str, str, str], Codec] = {}  # one client endpoint (e.g. embeddings)
 
 
-def register(client_family: str, upstream_family: str, codec: Codec) -> None:
-    _CODECS[(client_family, upstream_family)] = codec
+def register(client_family: str, upstream_family: str, codec: Codec, endpoint: str | None = None) -> None:
+    """The codec for a pair of families; with `endpoint`, only for that client endpoint (it wins
+    over the pair's general codec, which is for generation)."""
+    if endpoint is None:
+        _CODECS[(client_family, upstream_family)] = codec
+    else:
+        _ENDPOINT_CODECS[(client_family, upstream_family, endpoint)] = codec
 
 
-def codec_for(client_family: str, provider_kind: str) -> Codec:
+def codec_for(client_family: str, provider_kind: str, endpoint: str | None = None) -> Codec:
     upstream = FAMILY_OF_KIND.get(provider_kind, provider_kind)
-    codec = _CODECS.get((client_family, upstream))
+    codec = _ENDPOINT_CODECS.get((client_family, upstream, endpoint or ""))
+    codec = codec or _CODECS.get((client_family, upstream))
     if codec is None:
         raise NoCodec(f"{client_family} requests cannot be sent to a {provider_kind} provider")
     return codec

@@ -94,8 +94,9 @@ POST_ROUTES["/admin/usage/query"] = admin.usage_query
 POST_ROUTES.update(midjourney.POST_ROUTES)  # /mj/submit/*, /mj/task/list-by-condition
 POST_ROUTES["/v1/messages"] = relay_handler("messages", native.prepare_anthropic, "anthropic")
 POST_ROUTES["/v1/messages/count_tokens"] = count_tokens.anthropic_count_tokens  # free: not billed or limited
+GEMINI_EMBED = {v: relay_handler(v, native.prepare_gemini, "gemini") for v in native.EMBED_VERBS}
 GEMINI = native.GeminiRoutes(relay_handler("generateContent", native.prepare_gemini, "gemini"),
-                             count_tokens.gemini_count_tokens)
+                             count_tokens.gemini_count_tokens, GEMINI_EMBED)
 
 
 class App:

@@ -1,6 +1,7 @@
 """Native inbound APIs: Anthropic `POST /v1/messages` and Gemini
 `POST /v1beta/models/{model}:generateContent|streamGenerateContent` (also under `/v1/models/`),
-`GET /v1beta/models`; `:countTokens` is routed to its own handler (count_tokens.py).
+`GET /v1beta/models`; `:countTokens` is routed to its own handler (count_tokens.py), and
+`:embedContent` / `:batchEmbedContents` are relayed as their own endpoints (gemini_embeddings.py).
 
 Each prepare function authenticates with its family's key headers, decodes the head (model,
 stream, message count, max tokens) and admits the request with its client family; the relay and
@@ -30,6 +31,7 @@ Handler = Callable[[WorkerState, Any, Any], Awaitable[None]]
 GEMINI_PREFIXES = ("/v1beta/models/", "/v1/models/")  # v1: google-genai with api_version="v1"
 GEMINI_VERBS = {"generateContent": False, "streamGenerateContent": True}  # generation: relayed
 COUNT_VERB = "countTokens"  # not a generation verb: never relayed (see count_tokens.py)
+EMBED_VERBS = ("embedContent", "batchEmbedContents")  # relayed, each as its own endpoint
 
 
 async def prepare_anthropic(
@@ -129,9 +131,11 @@ async def _unknown_gemini_method(state: WorkerState, scope: Any, proto: Any) -> 
 class GeminiRoutes:
     """The Gemini paths carry the model in the path, so they are matched by prefix."""
 
-    def __init__(self, relayed: Handler, count: Handler | None = None) -> None:
+    def __init__(self, relayed: Handler, count: Handler | None = None,
+                 embed: dict[str, Handler] | None = None) -> None:
         self.relayed = relayed
         self.count = count
+        self.embed = embed or {}  # verb -> handler
 
     async def generate(self, state: WorkerState, scope: Any, proto: Any) -> None:
         if not wants_json_array(scope, gemini_target(scope.path)[1]):
@@ -144,6 +148,8 @@ class GeminiRoutes:
     def route(self, method: str, path: str) -> Handler | None:
         if method == "POST" and self.count is not None and gemini_target(path)[1] == COUNT_VERB:
             return self.count
+        if method == "POST" and (embed := self.embed.get(gemini_target(path)[1])) is not None:
+            return embed
         if path.startswith("/v1/models/"):  # GET /v1/models/{id} is OpenAI's
             return self.generate if method == "POST" and gemini_target(path)[1] in GEMINI_VERBS else None
         if not path.startswith("/v1beta/models"):

@@ -80,7 +80,7 @@ async def attempt(
 ) -> tuple[UpstreamResponse, Codec, Outgoing]:
     provider = snap.providers[target.provider]
     try:
-        codec = codec_for(p.client_family, provider.kind)
+        codec = codec_for(p.client_family, provider.kind, x.endpoint)
     except NoCodec as exc:
         raise AttemptFailed(provider.id, str(exc)) from None
     ring = state.keyring(provider)

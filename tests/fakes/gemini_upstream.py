@@ -7,6 +7,8 @@ there is one); like Gemini 3 it refuses a history whose function calls lost thei
 chunks are CRLF-framed like the real service, each with cumulative usageMetadata.
 Usage: 21 prompt tokens (4 cached), 6 candidate tokens, 2 thought tokens.
 countTokens answers `{"totalTokens": COUNT}` (or fails with `count_status` when it is not 200).
+`:embedContent` / `:batchEmbedContents` answer a vector per content (`embed_values`), no usage,
+and refuse a request whose `model` is not the one in the path, as Gemini does.
 """
 
 from __future__ import annotations
@@ -37,6 +39,16 @@ def _unsigned_call(doc: dict[str, Any]) -> bool:
                for part in content.get("parts") or ())
 
 
+def embed_values(text: str, dims: int | None) -> list[float]:
+    """The fake's embedding of `text`: `dims` (default 4) values from len(text) up in steps of 0.5."""
+    return [len(text) + 0.5 * k for k in range(dims or 4)]
+
+
+def _embedding(request: dict[str, Any]) -> dict[str, Any]:
+    text = "\n".join(p.get("text", "") for p in (request.get("content") or {}).get("parts") or ())
+    return {"values": embed_values(text, request.get("outputDimensionality"))}
+
+
 def _function_response(doc: dict[str, Any]) -> Any:
     last = (doc.get("contents") or [{}])[-1]
     for part in last.get("parts") or ():
@@ -58,6 +70,16 @@ class FakeGemini(FakeServer):
                                                 "status": "INVALID_ARGUMENT"}}, status=400)
         return web.json_response({"totalTokens": COUNT})
 
+    def embed(self, name: str, verb: str, doc: dict[str, Any]) -> web.Response:
+        requests = [doc] if verb == "embedContent" else doc.get("requests") or []
+        if not requests or any(r.get("model", f"models/{name}") != f"models/{name}" for r in requests):
+            return web.json_response({"error": {"code": 400, "status": "INVALID_ARGUMENT", "message":
+                                                "each request's model must be the model in the path"}},
+                                     status=400)
+        if verb == "embedContent":
+            return web.json_response({"embedding": _embedding(doc)})
+        return web.json_response({"embeddings": [_embedding(r) for r in requests]})
+
     def refuse(self) -> web.Response:
         return web.json_response({"error": {"code": 400, "message": "API key not valid.",
                                             "status": "INVALID_ARGUMENT"}}, status=400)
@@ -66,6 +88,8 @@ class FakeGemini(FakeServer):
         name, _, verb = request.path.removeprefix("/v1beta/models/").rpartition(":")
         if verb == "countTokens":
             return self.count_tokens(doc)
+        if verb in ("embedContent", "batchEmbedContents"):
+            return self.embed(name, verb, doc)
         if verb not in ("generateContent", "streamGenerateContent"):
             return web.json_response({"error": {"code": 404, "message": "bad path", "status": "NOT_FOUND"}},
                                      status=404)

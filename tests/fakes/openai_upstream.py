@@ -104,6 +104,8 @@ class FakeUpstream:
             return _json_or_bytes(script)
         if doc.get("stream"):
             return await self._stream(request, doc, script)
+        if request.path.endswith("/embeddings"):
+            return web.json_response(_embeddings(model, doc))
         return web.json_response(_completion(model, request.path))
 
     def _take(self, model: str) -> Script:
@@ -163,10 +165,21 @@ def _json_or_bytes(s: Script) -> web.Response:
 def _completion(model: str, path: str) -> dict[str, Any]:
     usage = {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17,
              "prompt_tokens_details": {"cached_tokens": 4}}
-    if path.endswith("/embeddings"):
-        return {"object": "list", "model": model, "usage": {"prompt_tokens": 6, "total_tokens": 6},
-                "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}]}
     return {"id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": model,
             "choices": [{"index": 0, "finish_reason": "stop",
                          "message": {"role": "assistant", "content": f"fake answer from {model}"}}],
             "usage": usage}
+
+
+def _embeddings(model: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """One vector per input, listed last to first (clients order them by `index`): input i gets
+    [0.1 + i, 0.2, 0.3], or `dimensions` values from 0.1 + i up in steps of 0.5."""
+    inputs = doc.get("input")
+    count = len(inputs) if isinstance(inputs, list) and inputs and not isinstance(inputs[0], int) else 1
+    dims = doc.get("dimensions")
+
+    def vector(i: int) -> list[float]:
+        return [0.1 + i + 0.5 * k for k in range(dims)] if dims else [0.1 + i, 0.2, 0.3]
+
+    data = [{"object": "embedding", "index": i, "embedding": vector(i)} for i in reversed(range(count))]
+    return {"object": "list", "model": model, "usage": {"prompt_tokens": 6, "total_tokens": 6}, "data": data}
