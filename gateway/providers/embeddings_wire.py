@@ -66,7 +66,7 @@ class EmbedRequest(_S):
 
 
 class BatchEmbedRequest(_S):
-    requests: list[EmbedRequest]
+    requests: list[EmbedRequest] | None = None  # required: absent is the client's 400, naming it
 
 
 class ContentEmbedding(_S):

@@ -7,7 +7,11 @@ latter) to each upstream family:
 - an OpenAI-compatible upstream: one `/embeddings` call with every text as `input` (parts of one
   content joined by newlines, `outputDimensionality` as `dimensions`), the vectors back as
   `embedding.values` / `embeddings[].values`, billed with the upstream's `usage.prompt_tokens`;
+  `taskType` and `title` have no OpenAI equivalent and are dropped (documented in README.md);
 - an Anthropic upstream: refused with a 400 (Anthropic has no embeddings API).
+
+A body without its field (`content` for `:embedContent`, `requests` for `:batchEmbedContents`),
+or with one empty, is the client's 400 naming that field, before any upstream call.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import msgspec
 from ..errors import InvalidRequest, UpstreamError
 from ..usage.record import TokenUsage
 from . import embeddings_wire as ew
-from .codec import Outgoing, StreamTap, register
+from .codec import FAMILY_OF_KIND, Codec, Outgoing, StreamTap, register
 from .translate_embeddings_gemini import usage_of
 
 SINGLE, BATCH = "embedContent", "batchEmbedContents"
@@ -27,16 +31,28 @@ _raw_doc = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _raw_list = msgspec.json.Decoder(list[dict[str, msgspec.Raw]])
 
 
+def _check(req: ew.EmbedRequest, where: str) -> ew.EmbedRequest:
+    """One request's `content` is there and has parts; `where` names it in the client's terms."""
+    if req.content is None:
+        raise InvalidRequest(f"{where}: field required", param=where)
+    if not req.content.parts:
+        raise InvalidRequest(f"{where}.parts: at least one part is required", param=f"{where}.parts")
+    if req.outputDimensionality is not None and req.outputDimensionality <= 0:
+        raise InvalidRequest("outputDimensionality must be a positive integer", param="outputDimensionality")
+    return req
+
+
 def requests_of(out: Outgoing) -> list[ew.EmbedRequest]:
-    """The client's embedding requests: the one of `:embedContent`, or the batch's."""
+    """The client's embedding requests: the one of `:embedContent` (its field is `content`), or
+    the batch's (`requests`, each with its own `content`)."""
     if out.endpoint == SINGLE:
-        req: ew.EmbedRequest = ew.decode_client(ew.embed_request_decoder, out.body)
-        items = [req]
-    else:
-        items = ew.decode_client(ew.batch_request_decoder, out.body).requests
-    if not items or any(r.content is None for r in items):
-        raise InvalidRequest("content: field required (in every request)", param="content")
-    return items
+        return [_check(ew.decode_client(ew.embed_request_decoder, out.body), "content")]
+    items = ew.decode_client(ew.batch_request_decoder, out.body).requests
+    if items is None:
+        raise InvalidRequest("requests: field required", param="requests")
+    if not items:
+        raise InvalidRequest("requests: at least one request is required", param="requests")
+    return [_check(r, f"requests[{i}].content") for i, r in enumerate(items)]
 
 
 def texts_of(items: list[ew.EmbedRequest]) -> list[str]:
@@ -120,7 +136,17 @@ class Refused(_NotStreamed):
         raise AssertionError("never called: request() refuses")
 
 
+BY_FAMILY: dict[str, Codec] = {"gemini": GeminiEmbedPassthrough(), "openai": GeminiEmbedToOpenAI(),
+                               "anthropic": Refused("Anthropic")}
+
+
+def reaches_embeddings(provider_kind: str) -> bool:
+    """Whether the embedding verbs can be served by a provider of this kind: its family has an
+    embeddings API (gemini; openai, openai-compatible, azure and mock are the openai family)."""
+    codec = BY_FAMILY.get(FAMILY_OF_KIND.get(provider_kind, provider_kind))
+    return codec is not None and not isinstance(codec, Refused)
+
+
 for _verb in VERBS:
-    register("gemini", "gemini", GeminiEmbedPassthrough(), endpoint=_verb)
-    register("gemini", "openai", GeminiEmbedToOpenAI(), endpoint=_verb)
-    register("gemini", "anthropic", Refused("Anthropic"), endpoint=_verb)
+    for _family, _codec in BY_FAMILY.items():
+        register("gemini", _family, _codec, endpoint=_verb)

@@ -1,7 +1,8 @@
 """Native inbound APIs: Anthropic `POST /v1/messages` and Gemini
 `POST /v1beta/models/{model}:generateContent|streamGenerateContent` (also under `/v1/models/`),
-`GET /v1beta/models`; `:countTokens` is routed to its own handler (count_tokens.py), and
-`:embedContent` / `:batchEmbedContents` are relayed as their own endpoints (gemini_embeddings.py).
+`GET /v1beta/models` (its entries: gemini_models.py); `:countTokens` is routed to its own
+handler (count_tokens.py), and `:embedContent` / `:batchEmbedContents` are relayed as their own
+endpoints (gemini_embeddings.py).
 
 Each prepare function authenticates with its family's key headers, decodes the head (model,
 stream, message count, max tokens) and admits the request with its client family; the relay and
@@ -24,6 +25,7 @@ from .admission import Prepared, admit
 from .auth import authenticate, presented_key
 from .exchange import Exchange
 from .gemini_array import JsonArrayProto, wants_json_array
+from .gemini_models import gemini_model
 from .http import client_ip, read_body, send_error, send_json
 from .state import WorkerState
 
@@ -32,6 +34,7 @@ GEMINI_PREFIXES = ("/v1beta/models/", "/v1/models/")  # v1: google-genai with ap
 GEMINI_VERBS = {"generateContent": False, "streamGenerateContent": True}  # generation: relayed
 COUNT_VERB = "countTokens"  # not a generation verb: never relayed (see count_tokens.py)
 EMBED_VERBS = ("embedContent", "batchEmbedContents")  # relayed, each as its own endpoint
+BODY_FIELD = {"embedContent": "content", "batchEmbedContents": "requests"}  # else `contents`
 
 
 async def prepare_anthropic(
@@ -92,7 +95,8 @@ async def prepare_gemini(
     key = authenticate(snap, gemini_key(scope), ip)
     x.key = key
     if not body:
-        raise InvalidRequest("the request body is empty; send a JSON object with `contents`")
+        field = BODY_FIELD.get(verb, "contents")
+        raise InvalidRequest(f"the request body is empty; send a JSON object with `{field}`", param=field)
     try:
         doc = _gemini_head.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:  # too deep: 400
@@ -104,22 +108,17 @@ async def prepare_gemini(
     return admit(snap, key, head, body, "application/json", x, ip, "gemini", usage=usage)
 
 
-def _gemini_model(name: str) -> dict[str, Any]:
-    return {"name": f"models/{name}", "displayName": name,
-            "supportedGenerationMethods": [*GEMINI_VERBS, COUNT_VERB]}
-
-
 async def list_gemini_models(state: WorkerState, scope: Any, proto: Any) -> None:
     snap = state.store.current
     try:
         key = authenticate(snap, gemini_key(scope), client_ip(scope, state.settings.trust_forwarded))
         if scope.path.rstrip("/") == "/v1beta/models":
-            send_json(proto, 200, {"models": [_gemini_model(m) for m in snap.models_for(key)]})
+            send_json(proto, 200, {"models": [gemini_model(snap, m) for m in snap.models_for(key)]})
             return
         name = unquote(scope.path.removeprefix("/v1beta/models/")).removeprefix("models/")
         if name not in snap.routes or not key.allows_model(name):
             raise NotFound(f"models/{name} is not found", code="model_not_found")
-        send_json(proto, 200, _gemini_model(name))
+        send_json(proto, 200, gemini_model(snap, name))
     except GatewayError as err:
         send_error(proto, err, "gemini")
 
