@@ -205,23 +205,27 @@ def test_stream_disconnect_cancels_upstream(relay_gateway, fresh: Ups):
 
 
 def test_no_nagle_stall_on_reused_connections(relay_gateway, fresh: Ups):
-    """A Nagle/delayed-ACK stall shows as a ~40 ms gap between the first chunks of a stream sent
-    over a reused connection; TCP_NODELAY on both sides keeps chunks flowing."""
+    """A Nagle/delayed-ACK stall shows as a ~40 ms gap between the first chunks of every stream sent
+    over a reused connection; TCP_NODELAY on both sides keeps chunks flowing. The stall is
+    systematic, so the median stream is judged: a busy CI machine may delay any single read."""
+    import statistics
     import time
 
     a, _ = fresh
     a.script("m-a", chunk_delay=0.005, chunks=[f"w{i} " for i in range(8)])
+    reads, worst = [], []
     with httpx.Client(timeout=10) as c:
-        for _ in range(3):
+        for _ in range(5):
             stamps = []
             with c.stream("POST", f"{relay_gateway.url}/v1/chat/completions",
                           headers={"authorization": f"Bearer {KEYS['client']}"},
                           json={"model": "m-a", "stream": True, "messages": []}) as r:
                 for _chunk in r.iter_raw():
                     stamps.append(time.perf_counter())
-            gaps = [b - a for a, b in itertools.pairwise(stamps)]
-            assert len(stamps) >= 8  # one client chunk per upstream event: no coalescing
-            assert max(gaps) < 0.035, f"stall between streamed chunks: {max(gaps) * 1000:.0f} ms"
+            reads.append(len(stamps))
+            worst.append(max(b - a for a, b in itertools.pairwise(stamps)))
+    assert statistics.median(reads) >= 8, f"events coalesced: reads per stream {reads}"
+    assert statistics.median(worst) < 0.030, f"stall between streamed chunks: {[round(w * 1000) for w in worst]} ms"
 
 
 def test_audio_transcription_multipart_model_rewritten(relay_gateway, fresh: Ups):
