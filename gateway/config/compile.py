@@ -1,12 +1,12 @@
 """Check a merged bundle's cross-references and compile it into an immutable `Snapshot`.
 
-Every check appends a located `Problem`; the snapshot is built only when there are none.
+Every check appends a located `Problem`; the snapshot is built only when there are none. This
+module runs the passes in order and compiles settings, providers, rules and prices; the route
+table is compiled in `routes`, groups and keys in `keys`.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
 import zoneinfo
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -15,23 +15,13 @@ from ..policy.cel import PRICE_VARIABLES, RULE_VARIABLES, CelCompileError, compi
 from ..policy.rules import CompiledRule, RuleSet
 from .envsubst import BadReference, MissingEnv, has_missing, interpolate
 from .headers import check_headers
+from .keys import KeyCompiler
 from .load import Loc, Located, RawBundle
 from .problems import BundleError, Problem
-from .snapshot import (
-    ALLOW_ALL,
-    AdminRuntime,
-    GroupRuntime,
-    KeyRuntime,
-    ModelMatcher,
-    PriceRuntime,
-    ProviderRuntime,
-    Route,
-    RouteTarget,
-    Snapshot,
-)
-from .types import Alias, Key, Provider, Rule, Settings
+from .routes import compile_routes
+from .snapshot import GroupRuntime, PriceRuntime, ProviderRuntime, Route, Snapshot
+from .types import Provider, Rule, Settings
 
-_HASH = re.compile(r"^sha256:([0-9a-f]{64})$")
 KEYLESS_KINDS = frozenset({"mock", "openai-compatible"})
 URL_REQUIRED_KINDS = frozenset({"openai-compatible", "azure", "midjourney"})
 PER_ACTION_KINDS = frozenset({"midjourney"})  # billed per action (price.per_action), not per token
@@ -46,7 +36,6 @@ class Compiler:
         self.providers: dict[str, ProviderRuntime] = {}
         self.routes: dict[str, Route] = {}
         self.groups: dict[str, GroupRuntime] = {}
-        self.matchers: dict[tuple[str, ...], ModelMatcher] = {}
 
     def error(self, loc: Loc, message: str, *sub: str | int) -> None:
         self.problems.append(self.raw.problem(loc, message, *sub))
@@ -54,9 +43,10 @@ class Compiler:
     def run(self, revision: str) -> Snapshot:
         self.check_settings()
         self.compile_providers()
-        self.compile_routes()
-        self.compile_groups()
-        keys_by_hash, keys_by_id, admins = self.compile_keys()
+        self.routes = compile_routes(self.raw.aliases, self.providers, self.error)
+        keys = KeyCompiler(self.raw, self.error)
+        self.groups = keys.compile_groups()
+        keys_by_hash, keys_by_id, admins = keys.compile_keys()
         rules = self.compile_rules()
         prices = self.compile_prices()
         self.check_pricing(prices)
@@ -144,175 +134,6 @@ class Compiler:
         for name, message in problems:
             self.error(loc, message, section, name)
         return pairs
-
-    # routes ---------------------------------------------------------------------------------
-    def compile_routes(self) -> None:
-        direct: dict[str, list[RouteTarget]] = {}
-        for p in self.providers.values():
-            for model in sorted(p.models):
-                target = RouteTarget(p.id, p.model_map.get(model, model), p.weight, p.priority)
-                direct.setdefault(model, []).append(target)
-        for name, targets in direct.items():
-            self.routes[name] = Route(name, _tiers(targets), "weighted", (), is_alias=False)
-        aliases = {a.name: a for a in self.raw.aliases}
-        for located in self.raw.aliases:
-            self.check_shadowing(located, direct)
-            targets = self.alias_targets(located)
-            self.routes[located.name] = Route(
-                located.name, _tiers(targets), located.item.strategy, (), is_alias=True
-            )
-        for located in self.raw.aliases:
-            for i, fallback in enumerate(located.item.fallbacks):
-                if fallback not in self.routes:
-                    self.error(located.loc, f'unknown model or alias "{fallback}"', "fallbacks", i)
-        self.check_cycles(aliases)
-        for name in aliases:
-            chain = tuple(_flatten(name, aliases))
-            route = self.routes[name]
-            self.routes[name] = Route(name, route.tiers, route.strategy, chain, is_alias=True)
-
-    def check_shadowing(self, located: Located[Alias], direct: Mapping[str, list[RouteTarget]]) -> None:
-        """An alias named like a model a provider lists would silently replace that direct
-        route. It may, only when it targets that very model on that provider (it then refines
-        the route: weights, priorities, fallbacks); any other provider listing the name is an
-        error, as its model would become unreachable."""
-        name = located.name
-        owners = dict.fromkeys(t.provider for t in direct.get(name, ()))  # in bundle order
-        targeted = {t.provider for t in located.item.targets if t.model == name}
-        for provider in owners:
-            if provider not in targeted:
-                self.error(
-                    located.loc,
-                    f'alias "{name}" has the same name as a model of provider "{provider}"; rename the '
-                    f'alias or remove the model from the provider (or target it: {{ provider = '
-                    f'"{provider}", model = "{name}" }})',
-                )
-
-    def alias_targets(self, located: Located[Alias]) -> list[RouteTarget]:
-        targets = []
-        for i, t in enumerate(located.item.targets):
-            provider = self.providers.get(t.provider)
-            if provider is None:
-                self.error(located.loc, f'unknown provider "{t.provider}"', "targets", i, "provider")
-                continue
-            if provider.models and t.model not in provider.models:
-                served = ", ".join(sorted(provider.models))
-                self.error(
-                    located.loc,
-                    f'provider "{t.provider}" does not serve model "{t.model}" (it serves: {served})',
-                    "targets",
-                    i,
-                    "model",
-                )
-                continue
-            upstream = provider.model_map.get(t.model, t.model)
-            priority = provider.priority if t.priority is None else t.priority
-            targets.append(RouteTarget(provider.id, upstream, t.weight, priority))
-        return targets
-
-    def check_cycles(self, aliases: Mapping[str, Located[Alias]]) -> None:
-        state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-
-        def visit(name: str, path: list[str]) -> None:
-            state[name] = 1
-            located = aliases[name]
-            for i, nxt in enumerate(located.item.fallbacks):
-                if nxt not in aliases:
-                    continue
-                if state.get(nxt) == 1:
-                    cycle = " -> ".join([*path[path.index(nxt) :], nxt])
-                    self.error(located.loc, f"alias fallback cycle: {cycle}", "fallbacks", i)
-                elif nxt not in state:
-                    visit(nxt, [*path, nxt])
-            state[name] = 2
-
-        for name in aliases:
-            if name not in state:
-                visit(name, [name])
-
-    # groups and keys ------------------------------------------------------------------------
-    def compile_groups(self) -> None:
-        for located in self.raw.groups:
-            g = located.item
-            self.groups[located.name] = GroupRuntime(
-                id=located.name,
-                price_multiplier=g.price_multiplier,
-                models=self.matcher(g.models),
-                limits=g.limits,
-                model_limits=dict(g.model_limits),
-                budget=g.budget,
-            )
-
-    def compile_keys(
-        self,
-    ) -> tuple[dict[bytes, KeyRuntime], dict[str, KeyRuntime], dict[bytes, AdminRuntime]]:
-        owners: dict[bytes, str] = {}
-        by_hash: dict[bytes, KeyRuntime] = {}
-        by_id: dict[str, KeyRuntime] = {}
-        for located in self.raw.keys:
-            digest = self.parse_hash(located.item.hash, located.loc, owners, f'key "{located.name}"')
-            runtime = self.compile_key(located)
-            if digest is not None:
-                by_hash[digest] = runtime
-                by_id[runtime.id] = runtime
-        admins: dict[bytes, AdminRuntime] = {}
-        for adm in self.raw.admin_keys:
-            digest = self.parse_hash(adm.item.hash, adm.loc, owners, f'admin_key "{adm.name}"')
-            if digest is not None:
-                admins[digest] = AdminRuntime(adm.item.id)
-        return by_hash, by_id, admins
-
-    def parse_hash(self, text: str, loc: Loc, owners: dict[bytes, str], owner: str) -> bytes | None:
-        match = _HASH.match(text)
-        if not match:
-            self.error(loc, 'hash must be "sha256:" and 64 lowercase hex digits', "hash")
-            return None
-        digest = bytes.fromhex(match.group(1))
-        if digest in owners:
-            self.error(loc, f"hash is already used by {owners[digest]}", "hash")
-            return None
-        owners[digest] = owner
-        return digest
-
-    def compile_key(self, located: Located[Key]) -> KeyRuntime:
-        k, loc = located.item, located.loc
-        group = None
-        if k.group is not None:
-            group = self.groups.get(k.group)
-            if group is None:
-                self.error(loc, f'unknown group "{k.group}"', "group")
-        networks = []
-        for i, cidr in enumerate(k.ip_allow):
-            try:
-                networks.append(ipaddress.ip_network(cidr, strict=False))
-            except ValueError:
-                self.error(loc, f'"{cidr}" is not an IP address or CIDR range', "ip_allow", i)
-        expires = k.expires
-        if expires is not None and expires.tzinfo is None:
-            expires = expires.replace(tzinfo=UTC)
-        return KeyRuntime(
-            id=k.id,
-            group=group,
-            models=self.matcher(k.models),
-            expires=expires,
-            networks=tuple(networks),
-            tags=tuple(k.tags),
-            budget=k.budget,
-            limits=k.limits,
-            model_limits=dict(k.model_limits),
-            price_multiplier=k.price_multiplier,
-            disabled=k.disabled,
-        )
-
-    def matcher(self, patterns: list[str]) -> ModelMatcher:
-        if not patterns:
-            return ALLOW_ALL
-        key = tuple(patterns)
-        # Thousands of keys share a handful of allow-lists: compile each distinct one once.
-        found = self.matchers.get(key)
-        if found is None:
-            found = self.matchers[key] = ModelMatcher(key)
-        return found
 
     # rules ----------------------------------------------------------------------------------
     def compile_rules(self) -> RuleSet:
@@ -402,26 +223,6 @@ class Compiler:
                 provider = self.providers.get(t.provider)
                 if provider is not None and t.model not in provider.models:  # listed: checked above
                     check(provider, t.model, alias.loc, "targets", i, "model")
-
-
-def _tiers(targets: list[RouteTarget]) -> tuple[tuple[RouteTarget, ...], ...]:
-    by_priority: dict[int, list[RouteTarget]] = {}
-    for t in targets:
-        by_priority.setdefault(t.priority, []).append(t)
-    return tuple(tuple(by_priority[p]) for p in sorted(by_priority))
-
-
-def _flatten(name: str, aliases: Mapping[str, Located[Alias]]) -> list[str]:
-    order: list[str] = []
-    stack = list(reversed(aliases[name].item.fallbacks))
-    while stack:
-        nxt = stack.pop()
-        if nxt == name or nxt in order:
-            continue
-        order.append(nxt)
-        if nxt in aliases:
-            stack.extend(reversed(aliases[nxt].item.fallbacks))
-    return order
 
 
 def compile_bundle(

@@ -11,7 +11,7 @@ import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
@@ -29,6 +29,12 @@ _TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
 class Loc:
     file: str
     path: Path
+
+
+class ReportError(Protocol):
+    """Records an error at `loc`, or at the field path `sub` under it (the compiler's `error`)."""
+
+    def __call__(self, loc: Loc, message: str, *sub: str | int) -> None: ...
 
 
 @dataclass(frozen=True)
