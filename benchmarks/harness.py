@@ -56,8 +56,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per target start")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 1 repetition, 2 s runs, 0.5 s warm-up, short paced probe")
-    p.add_argument("--probe-streams", type=int, default=20,
-                   help="paced streams over one connection for the coalescing/Nagle probe (0: skip)")
+    p.add_argument("--probe-streams", type=int, default=64,
+                   help="paced streams for the coalescing/Nagle/latency probe (0: skip)")
+    p.add_argument("--probe-concurrency", type=int, default=16,
+                   help="connections of the paced probe (default 16: TTFB at c=16 below saturation)")
     p.add_argument("--mock-chunks", type=int, default=20, help="content events per mock stream")
     p.add_argument("--mock-latency-ms", type=float, default=0.0)
     p.add_argument("--mock-chunk-delay-ms", type=float, default=0.0)
@@ -70,7 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.reps, args.duration, args.warmup = 1, 2.0, 0.5
-        args.probe_streams = min(args.probe_streams, 8)
+        args.probe_streams = min(args.probe_streams, 16)
     args.target_list = [t.strip() for t in args.targets.split(",") if t.strip()]
     args.scenario_list = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     for t in args.target_list:
@@ -164,10 +166,12 @@ def measure(args: argparse.Namespace, ctx: Context, target: str, scenario: str, 
         "flags": flags_for(cpu, errors, count, cap_hit),
     }
     if kind == "stream" and args.probe_streams > 0:
-        probe = loadgen.run_streams(REPO, running.endpoint, 1, 30.0, cpus, max_streams=args.probe_streams,
-                                    paced=True)
+        # arrivals spread over one paced stream's length, as independent clients would arrive
+        stagger = args.paced_delay_ms * (args.mock_chunks + 1) / max(1, args.probe_concurrency)
+        probe = loadgen.run_streams(REPO, running.endpoint, args.probe_concurrency, 30.0, cpus,
+                                    max_streams=args.probe_streams, paced=True, stagger_ms=stagger)
         record["probe"] = {k: probe.get(k) for k in (
-            "streams", "ttfb_p50_ms", "total_p50_ms", "events_per_stream", "reads_per_stream", "events_per_read",
+            "streams", "ttfb_p50_ms", "ttfb_p99_ms", "total_p50_ms", "events_per_stream", "reads_per_stream", "events_per_read",
             "max_gap_ms", "gap_p99_ms", "usage_fraction", "done_fraction", "errors", "error_samples")}
     return record
 
@@ -232,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
                      "scenarios": args.scenario_list, "targets": args.target_list, "pinned": pin,
                      "mock_chunks": args.mock_chunks, "mock_latency_ms": args.mock_latency_ms,
                      "mock_chunk_delay_ms": args.mock_chunk_delay_ms, "paced_delay_ms": args.paced_delay_ms,
-                     "probe_streams": args.probe_streams},
+                     "probe_streams": args.probe_streams,
+                     "probe_concurrency": args.probe_concurrency},
         "versions": {}, "failures": {}, "notes": {},
     }
     targets: dict[str, Target] = {}
@@ -266,7 +271,9 @@ def main(argv: list[str] | None = None) -> int:
                     idle_rss = idle.sample()
                     starts.append({"target": name, "rep": rep,
                                    "startup_s": round(startup, 3) if running.managed else None,
-                                   "idle_rss_mb": round(idle_rss / 2**20, 1) if running.managed else None})
+                                   "idle_rss_mb": round(idle_rss / 2**20, 1) if running.managed else None,
+                                   "largest_idle_rss_mb": round(procs.largest_rss_bytes(
+                                       running.managed.pgid) / 2**20, 1) if running.managed else None})
                     warm_up(args, ctx, running, wrk, args.scenario_list)
                     for scenario in args.scenario_list:
                         record = measure(args, ctx, name, scenario, rep, running, mock, wrk)

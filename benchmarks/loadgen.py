@@ -101,13 +101,15 @@ def run_wrk(wrk: str, endpoint: Endpoint, concurrency: int, duration: float, cpu
 
 
 def run_streams(repo: Path, endpoint: Endpoint, concurrency: int, duration: float, cpus: str | None,
-                max_streams: int, paced: bool = False, grace: float = 10.0) -> dict[str, Any]:
+                max_streams: int, paced: bool = False, grace: float = 10.0,
+                stagger_ms: float = 0.0) -> dict[str, Any]:
     """One benchmarks.streamclient run; returns its JSON summary."""
     _loopback(endpoint.url)
     model = endpoint.paced_model if paced else endpoint.model
     argv = [sys.executable, "-m", "benchmarks.streamclient", "--url", endpoint.url,
             "--body", chat_body(model, stream=True).decode(), "--concurrency", str(concurrency),
-            "--duration", str(duration), "--grace", str(grace), "--max-streams", str(max_streams)]
+            "--duration", str(duration), "--grace", str(grace), "--max-streams", str(max_streams),
+            "--stagger-ms", str(stagger_ms)]
     for k, v in endpoint.headers.items():
         argv += ["--header", f"{k}: {v}"]
     if cpus is not None:

@@ -54,12 +54,22 @@ def cpu_seconds(pids: Sequence[int]) -> float:
     return ticks / CLK
 
 
-def rss_bytes(pids: Sequence[int]) -> int:
-    total = 0
+def rss_each(pids: Sequence[int]) -> list[int]:
+    """RSS in bytes of each process that still exists."""
+    out = []
     for pid in pids:
         with contextlib.suppress(OSError, IndexError, ValueError):
-            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
-    return total
+            out.append(int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE)
+    return out
+
+
+def rss_bytes(pids: Sequence[int]) -> int:
+    return sum(rss_each(pids))
+
+
+def largest_rss_bytes(pgid: int | None) -> int:
+    """The largest single process of a group: for Tollgate, its one granian worker."""
+    return max(rss_each(group_pids(pgid)), default=0) if pgid is not None else 0
 
 
 def machine_busy() -> dict[str, float]:

@@ -49,8 +49,9 @@ class Stats:
 
 class Client:
     def __init__(self, host: str, port: int, request: bytes, concurrency: int, duration: float,
-                 grace: float, max_streams: int) -> None:
+                 grace: float, max_streams: int, stagger: float = 0.0) -> None:
         self.host, self.port, self.request = host, port, request
+        self.stagger = stagger  # seconds between the connections' first requests
         self.concurrency = concurrency
         self.duration, self.grace, self.max_streams = duration, grace, max_streams
         self.stats = Stats()
@@ -71,8 +72,12 @@ class Client:
         self.t_start = time.perf_counter()
         self.t_last = self.t_start
         self.deadline = self.t_start + self.duration
-        for _ in range(self.concurrency):
-            self.connect()
+        for i in range(self.concurrency):
+            if self.stagger > 0 and i > 0:
+                self.open += 1  # counted now so an early finish does not end the run
+                self.loop.call_later(i * self.stagger, self.delayed_connect)
+            else:
+                self.connect()
         try:
             await asyncio.wait_for(asyncio.shield(self.all_done), self.duration + self.grace)
         except TimeoutError:
@@ -87,6 +92,10 @@ class Client:
         self.open += 1
         task = self.loop.create_task(self.loop.create_connection(lambda: Conn(self), self.host, self.port))
         task.add_done_callback(self.connected)
+
+    def delayed_connect(self) -> None:
+        self.open -= 1
+        self.connect()
 
     def connected(self, task: asyncio.Task[tuple[asyncio.BaseTransport, asyncio.BaseProtocol]]) -> None:
         if task.cancelled() or task.exception() is not None:
@@ -294,10 +303,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds during which streams start")
     parser.add_argument("--grace", type=float, default=10.0, help="seconds allowed to finish open streams")
     parser.add_argument("--max-streams", type=int, default=1_000_000)
+    parser.add_argument("--stagger-ms", type=float, default=0.0,
+                        help="delay between the connections' first requests (spreads arrivals: no burst)")
     args = parser.parse_args(argv)
     host, port, request = build_request(args.url, args.body.encode(), args.header)
     client = Client(host, port, request, max(1, args.concurrency), max(0.1, args.duration),
-                    max(0.5, args.grace), max(1, args.max_streams))
+                    max(0.5, args.grace), max(1, args.max_streams), max(0.0, args.stagger_ms) / 1000)
     try:
         import uvloop
     except ImportError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
@@ -256,11 +257,8 @@ class H1Client:
     async def send(
         self, method: str, url: str, headers: dict[str, str], body: bytes | None, timeouts: Timeouts
     ) -> H1Response:
-        parts = urlsplit(url)
-        scheme, host = parts.scheme, parts.hostname or ""
-        port = parts.port or (443 if scheme == "https" else 80)
-        target = parts.path + (f"?{parts.query}" if parts.query else "")
-        head = [f"{method} {target or '/'} HTTP/1.1\r\nhost: {parts.netloc}\r\n"]
+        scheme, host, port, target, netloc = _split(url)
+        head = [f"{method} {target} HTTP/1.1\r\nhost: {netloc}\r\n"]
         head += [f"{k}: {v}\r\n" for k, v in headers.items()]
         head.append(f"content-length: {len(body or b'')}\r\n\r\n")
         wire = "".join(head).encode("latin-1") + (body or b"")
@@ -288,3 +286,13 @@ class H1Client:
         for pool in self._pools.values():
             for conn in list(pool.idle):
                 conn.abort()
+
+
+@functools.lru_cache(maxsize=1024)
+def _split(url: str) -> tuple[str, str, int, str, str]:
+    """scheme, host, port, request target, Host header: upstream URLs repeat, so parse each once."""
+    parts = urlsplit(url)
+    scheme, host = parts.scheme, parts.hostname or ""
+    port = parts.port or (443 if scheme == "https" else 80)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    return scheme, host, port, target or "/", parts.netloc

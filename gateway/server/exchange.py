@@ -20,15 +20,20 @@ class _Ids:
     """Unique ids without a random syscall per request: a random per-process prefix and a
     counter, renewed after a fork (granian may fork its workers)."""
 
-    pid = 0
     prefix = ""
     counter = itertools.count(1)
 
     @classmethod
+    def renew(cls) -> None:
+        cls.prefix, cls.counter = "req_" + secrets.token_hex(6), itertools.count(1)
+
+    @classmethod
     def next(cls) -> str:
-        if cls.pid != os.getpid():
-            cls.pid, cls.prefix, cls.counter = os.getpid(), "req_" + secrets.token_hex(6), itertools.count(1)
         return f"{cls.prefix}{next(cls.counter):012x}"
+
+
+_Ids.renew()
+os.register_at_fork(after_in_child=_Ids.renew)  # no getpid() syscall per request
 
 
 def new_request_id() -> str:
