@@ -1,9 +1,10 @@
 """Upstream HTTP clients behind one small protocol, chosen by `--transport`.
 
-Measured on this machine through the gateway (see README, "Upstream transport"): httpx's own
-transport ~440 req/s at c=16, httpx over httpx-aiohttp ~1,900, aiohttp directly ~2.5x more.
-`aiohttp` is the default; `httpx` keeps `httpx.MockTransport` usable. Foreign exceptions are
-translated here, once, into `UpstreamTimeout` / `UpstreamConnectError`.
+`h1` (the default) is our own HTTP/1.1 client (h1client.py: asyncio protocol + httptools), the
+fastest through the gateway on this machine; `aiohttp`, `httpx-aiohttp` and `httpx` stay
+selectable (README, "The relay", has the measured ratios), and `httpx` keeps
+`httpx.MockTransport` usable. Foreign exceptions are translated here, once, into
+`UpstreamTimeout` / `UpstreamConnectError`.
 """
 
 from __future__ import annotations
