@@ -16,10 +16,12 @@ class _S(msgspec.Struct, omit_defaults=True):
 
 
 class Source(_S):
-    type: str  # base64 | url
+    type: str  # base64 | url | text | content (documents) | file (Files API)
     media_type: str | None = None
     data: str | None = None
     url: str | None = None
+    content: str | list[Block] | None = None
+    file_id: str | None = None
 
 
 class Block(_S):
@@ -35,6 +37,7 @@ class Block(_S):
     thinking: str | None = None
     signature: str | None = None
     cache_control: dict[str, Any] | None = None
+    title: str | None = None  # documents
 
 
 class AMessage(_S):

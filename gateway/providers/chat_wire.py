@@ -20,10 +20,20 @@ class ImageUrl(_S):
     detail: str | None = None
 
 
+class FileRef(_S):
+    """A `file` part's file: a PDF inline as a data: URL, or an OpenAI Files API id. (Inside
+    the gateway, between two other families, file_data may also hold a document's URL.)"""
+
+    file_data: str | None = None
+    file_id: str | None = None
+    filename: str | None = None
+
+
 class ContentPart(_S):
-    type: str
+    type: str  # text | image_url | file | input_audio
     text: str | None = None
     image_url: ImageUrl | None = None
+    file: FileRef | None = None
 
 
 class FunctionCall(_S):

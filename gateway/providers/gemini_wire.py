@@ -15,14 +15,34 @@ class _S(msgspec.Struct, omit_defaults=True):
     pass
 
 
+# Gemini's REST API (proto3 JSON) takes field names in camelCase or as declared, and bytes in
+# standard or URL-safe base64; google-genai sends `mime_type` and `file_uri` inside inlineData and
+# fileData, and URL-safe base64. Both are read; camelCase and standard base64 (which the other
+# families require) are sent.
+_URL_SAFE = str.maketrans("-_", "+/")
+
+
 class Blob(_S):
-    mimeType: str
-    data: str
+    mimeType: str = ""
+    data: str = ""
+    mime_type: str | None = None
+
+    def __post_init__(self) -> None:
+        self.mimeType, self.mime_type = self.mimeType or self.mime_type or "", None
+        if "-" in self.data or "_" in self.data:
+            self.data = self.data.translate(_URL_SAFE)
+            self.data += "=" * (-len(self.data) % 4)
 
 
 class FileData(_S):
-    fileUri: str
+    fileUri: str = ""
     mimeType: str | None = None
+    file_uri: str | None = None
+    mime_type: str | None = None
+
+    def __post_init__(self) -> None:
+        self.fileUri, self.file_uri = self.fileUri or self.file_uri or "", None
+        self.mimeType, self.mime_type = self.mimeType or self.mime_type, None
 
 
 class FunctionCall(_S):

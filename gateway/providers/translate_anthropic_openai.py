@@ -10,12 +10,12 @@ import msgspec
 from ..errors import InvalidRequest, UpstreamError
 from ..usage.record import TokenUsage
 from . import anthropic_wire as aw
+from . import translate_documents as documents
 from .chat_wire import (
     ChatRequest,
     ContentPart,
     FunctionCall,
     FunctionDef,
-    ImageUrl,
     Message,
     StreamOptions,
     Tool,
@@ -43,15 +43,9 @@ def _text(content: str | list[aw.Block] | None) -> str:
     return "".join(b.text or "" for b in content if b.type == "text")
 
 
-def _image(block: aw.Block) -> ContentPart:
-    src = block.source or aw.Source(type="url")
-    url = src.url or "" if src.type == "url" else f"data:{src.media_type};base64,{src.data}"
-    return ContentPart(type="image_url", image_url=ImageUrl(url=url))
-
-
-def _user(blocks: list[aw.Block], messages: list[Message]) -> None:
+def _user(blocks: list[aw.Block], messages: list[Message], where: str, file_urls: bool) -> None:
     parts: list[ContentPart] = []
-    for b in blocks:
+    for i, b in enumerate(blocks):
         if b.type == "tool_result":
             text = _text(b.content)
             messages.append(Message(role="tool", tool_call_id=b.tool_use_id or "",
@@ -59,7 +53,9 @@ def _user(blocks: list[aw.Block], messages: list[Message]) -> None:
         elif b.type == "text" and b.text:
             parts.append(ContentPart(type="text", text=b.text))
         elif b.type == "image":
-            parts.append(_image(b))
+            parts.append(documents.anthropic_image(b))
+        elif b.type == "document":
+            parts.extend(documents.from_anthropic(b, f"{where}[{i}]", file_urls))
     if parts:
         single = len(parts) == 1 and parts[0].type == "text"
         messages.append(Message(role="user", content=parts[0].text if single else parts))
@@ -82,16 +78,18 @@ def _tool_choice(choice: aw.AToolChoice | None) -> tuple[str | dict[str, object]
     return {"auto": "auto", "any": "required", "none": "none"}.get(choice.type), parallel
 
 
-def to_chat(req: aw.ARequest, model: str) -> ChatRequest:
+def to_chat(req: aw.ARequest, model: str, file_urls: bool = False) -> ChatRequest:
+    """`file_urls`: whether document URLs may travel in chat file parts (only on the internal
+    hop to Gemini, see translate_documents.py); else such a document is a 400."""
     messages: list[Message] = []
     if req.system:
         messages.append(Message(role="system", content=_text(req.system)))
-    for m in req.messages:
+    for n, m in enumerate(req.messages):
         blocks = [aw.Block(type="text", text=m.content)] if isinstance(m.content, str) else m.content
         if m.role == "assistant":
             _assistant(blocks, messages)
         else:
-            _user(blocks, messages)
+            _user(blocks, messages, f"messages[{n}].content", file_urls)
     tools = [Tool(function=FunctionDef(name=t.name, description=t.description, parameters=t.input_schema))
              for t in req.tools or () if t.type in (None, "custom")]
     tool_choice, parallel = _tool_choice(req.tool_choice)
@@ -234,12 +232,15 @@ class ChatToAnthropicTap:
 
 
 class AnthropicToOpenAI:
+    def __init__(self, file_urls: bool = False) -> None:
+        self.file_urls = file_urls  # True only as the first half of Anthropic -> chat -> Gemini
+
     def request(self, out: Outgoing) -> tuple[str, bytes]:
         try:
             req = aw.request_decoder.decode(out.body)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise InvalidRequest(f"invalid Messages request: {exc}") from None
-        return "chat/completions", encoder.encode(to_chat(req, out.upstream_model))
+        return "chat/completions", encoder.encode(to_chat(req, out.upstream_model, self.file_urls))
 
     def response(self, body: bytes, out: Outgoing) -> tuple[bytes, TokenUsage | None]:
         try:

@@ -11,6 +11,7 @@ import msgspec
 from ..errors import InvalidRequest, UpstreamError
 from ..usage.record import TokenUsage
 from . import gemini_wire as gw
+from . import translate_documents as documents
 from .chat_wire import (
     ChatRequest,
     ContentPart,
@@ -45,9 +46,10 @@ def json_schema(schema: Any) -> Any:
     return schema
 
 
-def _user_parts(parts: list[gw.Part], messages: list[Message], pending: dict[str, list[str]]) -> None:
+def _user_parts(parts: list[gw.Part], messages: list[Message], pending: dict[str, list[str]],
+                where: str, file_urls: bool) -> None:
     content: list[ContentPart] = []
-    for p in parts:
+    for i, p in enumerate(parts):
         if p.functionResponse is not None:
             fr = p.functionResponse
             queue = pending.get(fr.name) or []
@@ -57,10 +59,12 @@ def _user_parts(parts: list[gw.Part], messages: list[Message], pending: dict[str
         elif p.text:
             content.append(ContentPart(type="text", text=p.text))
         elif p.inlineData is not None:
+            doc = documents.from_gemini_blob(p.inlineData, f"{where}[{i}]")
             url = f"data:{p.inlineData.mimeType};base64,{p.inlineData.data}"
-            content.append(ContentPart(type="image_url", image_url=ImageUrl(url=url)))
+            content.append(doc or ContentPart(type="image_url", image_url=ImageUrl(url=url)))
         elif p.fileData is not None:
-            content.append(ContentPart(type="image_url", image_url=ImageUrl(url=p.fileData.fileUri)))
+            doc = documents.from_gemini_file(p.fileData, f"{where}[{i}]", file_urls)
+            content.append(doc or ContentPart(type="image_url", image_url=ImageUrl(url=p.fileData.fileUri)))
     if content:
         single = len(content) == 1 and content[0].type == "text"
         messages.append(Message(role="user", content=content[0].text if single else content))
@@ -88,17 +92,19 @@ def _tool_choice(config: gw.ToolConfig | None) -> str | dict[str, Any] | None:
     return {"AUTO": "auto", "ANY": "required", "NONE": "none"}.get(fc.mode)
 
 
-def to_chat(req: gw.GRequest, model: str, stream: bool) -> ChatRequest:
+def to_chat(req: gw.GRequest, model: str, stream: bool, file_urls: bool = False) -> ChatRequest:
+    """`file_urls`: whether PDF URLs (fileData) may travel in chat file parts (only on the
+    internal hop to Anthropic, see translate_documents.py); else such a part is a 400."""
     messages: list[Message] = []
     if req.systemInstruction is not None:
         system = "".join(p.text or "" for p in req.systemInstruction.parts)
         messages.append(Message(role="system", content=system))
     pending: dict[str, list[str]] = {}  # function name -> call ids not yet answered
-    for content in req.contents:
+    for n, content in enumerate(req.contents):
         if content.role == "model":
             _model_parts(content.parts, messages, pending)
         else:
-            _user_parts(content.parts, messages, pending)
+            _user_parts(content.parts, messages, pending, f"contents[{n}].parts", file_urls)
     tools = [Tool(function=FunctionDef(name=d.name, description=d.description,
                                        parameters=json_schema(d.parametersJsonSchema or d.parameters)))
              for t in req.tools or () for d in t.functionDeclarations or ()]
@@ -242,12 +248,16 @@ class ChatToGeminiTap:
 
 
 class GeminiToOpenAI:
+    def __init__(self, file_urls: bool = False) -> None:
+        self.file_urls = file_urls  # True only as the first half of Gemini -> chat -> Anthropic
+
     def request(self, out: Outgoing) -> tuple[str, bytes]:
         try:
             req = gw.request_decoder.decode(out.body)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise InvalidRequest(f"invalid generateContent request: {exc}") from None
-        return "chat/completions", encoder.encode(to_chat(req, out.upstream_model, out.stream))
+        chat = to_chat(req, out.upstream_model, out.stream, self.file_urls)
+        return "chat/completions", encoder.encode(chat)
 
     def response(self, body: bytes, out: Outgoing) -> tuple[bytes, TokenUsage | None]:
         try:

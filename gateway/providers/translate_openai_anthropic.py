@@ -13,6 +13,7 @@ from ..config.types import AnthropicProvider
 from ..errors import InvalidRequest, UpstreamError
 from ..usage.record import TokenUsage
 from . import anthropic_wire as aw
+from . import translate_documents as documents
 from .chat_wire import (
     ChatChunk,
     ChatCompletion,
@@ -60,17 +61,19 @@ def _image(url: str) -> aw.Block:
     return aw.Block(type="image", source=aw.Source(type="base64", media_type=data[0], data=data[1]))
 
 
-def _blocks(content: str | list[ContentPart] | None) -> list[aw.Block]:
+def _blocks(content: str | list[ContentPart] | None, where: str) -> list[aw.Block]:
     if content is None:
         return []
     if isinstance(content, str):
         return [aw.Block(type="text", text=content)] if content else []
     out = []
-    for part in content:
+    for i, part in enumerate(content):
         if part.type == "text" and part.text:
             out.append(aw.Block(type="text", text=part.text))
         elif part.type == "image_url" and part.image_url is not None:
             out.append(_image(part.image_url.url))
+        elif part.type == "file":
+            out.append(documents.to_anthropic(part.file, f"{where}[{i}]"))
     return out
 
 
@@ -105,22 +108,23 @@ def _tool_choice(req: ChatRequest) -> aw.AToolChoice | None:
 def to_anthropic(req: ChatRequest, model: str, default_max_tokens: int, stream: bool) -> aw.ARequest:
     system: list[str] = []
     messages: list[aw.AMessage] = []
-    for m in req.messages:
+    for n, m in enumerate(req.messages):
+        where = f"messages[{n}].content"
         if m.role in ("system", "developer"):
             system.append(text_of(m.content))
         elif m.role == "tool":
-            result = m.content if isinstance(m.content, str) else _blocks(m.content)
+            result = m.content if isinstance(m.content, str) else _blocks(m.content, where)
             _append(messages, "user", [aw.Block(type="tool_result", tool_use_id=m.tool_call_id or "",
                                                 content=result)])
         elif m.role == "assistant":
-            blocks = _blocks(m.content)
+            blocks = _blocks(m.content, where)
             for call in m.tool_calls or ():
                 fn = call.function or FunctionCall()
                 blocks.append(aw.Block(type="tool_use", id=call.id or "", name=fn.name or "",
                                        input=_args(fn.arguments)))
             _append(messages, "assistant", blocks)
         else:
-            _append(messages, "user", _blocks(m.content))
+            _append(messages, "user", _blocks(m.content, where))
     tools = [aw.ATool(name=t.function.name, description=t.function.description,
                       input_schema=t.function.parameters or {"type": "object", "properties": {}})
              for t in req.tools or ()]

@@ -14,6 +14,7 @@ import msgspec
 from ..errors import InvalidRequest, UpstreamError
 from ..usage.record import TokenUsage
 from . import gemini_wire as gw
+from . import translate_documents as documents
 from .chat_wire import (
     ChatChunk,
     ChatCompletion,
@@ -66,17 +67,19 @@ def _media(url: str) -> gw.Part:
     return gw.Part(fileData=gw.FileData(fileUri=url, mimeType=mime))
 
 
-def _parts(content: str | list[ContentPart] | None) -> list[gw.Part]:
+def _parts(content: str | list[ContentPart] | None, where: str) -> list[gw.Part]:
     if content is None:
         return []
     if isinstance(content, str):
         return [gw.Part(text=content)] if content else []
     out = []
-    for part in content:
+    for i, part in enumerate(content):
         if part.type == "text" and part.text:
             out.append(gw.Part(text=part.text))
         elif part.type == "image_url" and part.image_url is not None:
             out.append(_media(part.image_url.url))
+        elif part.type == "file":
+            out.append(documents.to_gemini(part.file, f"{where}[{i}]"))
     return out
 
 
@@ -128,15 +131,16 @@ def to_gemini(req: ChatRequest) -> gw.GRequest:
     system: list[gw.Part] = []
     contents: list[gw.Content] = []
     names: dict[str, str] = {}  # tool call id -> function name (tool results only carry the id)
-    for m in req.messages:
+    for n, m in enumerate(req.messages):
+        where = f"messages[{n}].content"
         if m.role in ("system", "developer"):
-            system.extend(_parts(m.content))
+            system.extend(_parts(m.content, where))
         elif m.role == "tool":
             name = names.get(m.tool_call_id or "", m.name or "")
             response = gw.FunctionResponse(name=name, response=_response_doc(text_of(m.content)))
             _append(contents, "user", [gw.Part(functionResponse=response)])
         elif m.role == "assistant":
-            parts = _parts(m.content)
+            parts = _parts(m.content, where)
             for call in m.tool_calls or ():
                 fn = call.function or FunctionCall()
                 names[call.id or ""] = fn.name or ""
@@ -146,7 +150,7 @@ def to_gemini(req: ChatRequest) -> gw.GRequest:
                                      thoughtSignature=signature))
             _append(contents, "model", parts)
         else:
-            _append(contents, "user", _parts(m.content))
+            _append(contents, "user", _parts(m.content, where))
     declarations = [gw.FunctionDeclaration(name=t.function.name, description=t.function.description,
                                            parameters=clean_schema(t.function.parameters))
                     for t in req.tools or ()]

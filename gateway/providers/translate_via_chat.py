@@ -60,5 +60,6 @@ class ViaChat:
         return ChainedTap(self.upstream_side.stream(self._inner(out)), self.client_side.stream(out))
 
 
-register("anthropic", "gemini", ViaChat(AnthropicToOpenAI(), OpenAIToGemini()))
-register("gemini", "anthropic", ViaChat(GeminiToOpenAI(), OpenAIToAnthropic()))
+# file_urls: document URLs ride in chat file parts on these internal hops (both ends take URLs)
+register("anthropic", "gemini", ViaChat(AnthropicToOpenAI(file_urls=True), OpenAIToGemini()))
+register("gemini", "anthropic", ViaChat(GeminiToOpenAI(file_urls=True), OpenAIToAnthropic()))
