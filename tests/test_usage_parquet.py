@@ -53,13 +53,16 @@ def clean_env(**extra: str) -> dict[str, str]:
 class Ingester:
     """`python -m gateway.usage.ingester`, as `tollgate serve` starts it."""
 
-    def __init__(self, data: Path, *flags: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, data: Path, *flags: str, env: dict[str, str] | None = None, log: Path | None = None) -> None:
         self.data = data
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.usage.ingester", "--data-dir", str(data),
-             "--policies", str(data / "no-policies"), "--interval", "0.05", *flags],
-            cwd=ROOT, env=env if env is not None else clean_env(),
-        )
+        self.log = log
+        with contextlib.ExitStack() as files:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gateway.usage.ingester", "--data-dir", str(data),
+                 "--policies", str(data / "no-policies"), "--interval", "0.05", *flags],
+                cwd=ROOT, env=env if env is not None else clean_env(),
+                stderr=None if log is None else files.enter_context(log.open("ab")),
+            )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, "the ingester exited"

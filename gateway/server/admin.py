@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from ..config.snapshot import KeyRuntime
 from ..errors import GatewayError, InvalidRequest, NotFound, UpstreamError
+from ..usage.claim import read_problem
 from . import midjourney
 from .auth import authenticate, authenticate_admin, presented_key
 from .http import client_ip, read_body, send_error, send_json
@@ -73,11 +75,23 @@ async def healthz(state: WorkerState, scope: Any, proto: Any) -> None:
     send_json(proto, 200, {"status": "ok"})
 
 
+def _parquet_problem(state: WorkerState) -> dict[str, Any] | None:
+    """The usage Parquet exporter's refusal (another live gateway has this node id), if any."""
+    settings = state.settings
+    if not settings.ledger or settings.usage_parquet_dir is None:
+        return None
+    return read_problem(Path(settings.data_dir))
+
+
 async def readyz(state: WorkerState, scope: Any, proto: Any) -> None:
     if state.draining:
         send_json(proto, 503, {"status": "draining"})
         return
-    send_json(proto, 200, {"status": "ready", "revision": state.store.current.revision})
+    body: dict[str, Any] = {"status": "ready", "revision": state.store.current.revision}
+    problem = _parquet_problem(state)
+    if problem is not None:  # still serving and recording usage: ready, with the problem named
+        body["usage_parquet"] = problem
+    send_json(proto, 200, body)
 
 
 async def metrics(state: WorkerState, scope: Any, proto: Any) -> None:
@@ -95,6 +109,10 @@ async def metrics(state: WorkerState, scope: Any, proto: Any) -> None:
         lines.append(
             f'tollgate_upstream_open{{provider="{provider}"}} {0 if breaker_state == "closed" else 1}'
         )
+    if state.settings.usage_parquet_dir is not None:  # 1: another live gateway has this node_id
+        conflict = 1 if _parquet_problem(state) else 0
+        lines += ["# TYPE tollgate_usage_parquet_conflict gauge",
+                  f"tollgate_usage_parquet_conflict {conflict}"]
     body = ("\n".join(lines) + "\n").encode()
     proto.response_bytes(200, [("content-type", "text/plain; version=0.0.4")], body)
 
@@ -117,8 +135,22 @@ async def policy_status(state: WorkerState, scope: Any, proto: Any) -> None:
             "models": sorted(snap.routes),
             "keys": len(snap.keys_by_hash),
             "rules": [r.id for r in snap.rules.rules],
+            "usage_parquet": _parquet_status(state),
         },
     )
+
+
+def _parquet_status(state: WorkerState) -> dict[str, Any] | None:
+    settings = state.settings
+    if settings.usage_parquet_dir is None:
+        return None
+    problem = _parquet_problem(state)
+    return {
+        "dir": str(settings.usage_parquet_dir),
+        "node_id": settings.node_id,
+        "status": "ok" if problem is None else problem.get("status", "node_id_conflict"),
+        "problem": problem,
+    }
 
 
 class _Query(msgspec.Struct):

@@ -1,4 +1,4 @@
-"""`tollgate usage sql | report | export | schema`: the ledger from the command line.
+"""`tollgate usage sql | report | export | claims | schema`: the ledger from the command line.
 
 Works while the gateway runs (through the ledger owner's socket) and when it does not; with
 `--parquet DIR`, `sql` and `report` read every node's Parquet files instead (no gateway, no
@@ -62,6 +62,11 @@ def add_commands(sub: Any) -> None:
     export.add_argument("--out", required=True)
     export.add_argument("--sql", help="export the result of this query instead of the whole table")
     export.set_defaults(func=export_command)
+
+    claims = usage.add_parser("claims", help="list (or release) the node ids claimed in a Parquet directory")
+    claims.add_argument("--parquet", metavar="DIR", required=True)
+    claims.add_argument("--release", metavar="NODE", help="remove this node id's claim (its gateway is gone)")
+    claims.set_defaults(func=claims_command)
 
     schema = usage.add_parser("schema", help="write the usage table DDL")
     schema.add_argument("--out", default="schemas/usage.sql")
@@ -150,6 +155,24 @@ def export_command(args: argparse.Namespace) -> int:
     if answer is None:
         return 1
     print(f"wrote {answer['rows']} rows to {out}")
+    return 0
+
+
+def claims_command(args: argparse.Namespace) -> int:
+    from .claim import CLAIM_TTL_S, list_claims, release
+
+    directory = Path(args.parquet)
+    if args.release:
+        gone = release(directory, args.release)
+        if gone is None:
+            print(f"no claim for node id {args.release!r} in {directory}")
+        else:
+            print(f"released node id {args.release!r} (was held by {gone.where()}, pid {gone.pid}, "
+                  f"last refreshed {gone.refreshed_at}); a gateway still running with it claims it again")
+        return 0
+    rows = [[c.node_id, c.host, c.data_dir, c.pid, c.refreshed_at,
+             "expired" if c.age_s() > CLAIM_TTL_S else "active"] for c in list_claims(directory)]
+    print(render_table(["node_id", "host", "data_dir", "pid", "refreshed_at", "state"], rows))
     return 0
 
 

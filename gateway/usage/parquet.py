@@ -15,9 +15,9 @@ A crash before that delete leaves the rows in the outbox; the next owner (at sta
 again under the *same* file name, because a file is named after the oldest batch it holds and
 that batch is still in the outbox: the rename replaces the earlier file (with the same rows, plus
 any ingested since), so no row is lost or written twice. Rows leave the outbox only once their
-file is fsynced and renamed. What this does not cover: a node id shared by two machines (their
-files would be told apart by the ledger id, but `node` would not), and files removed or
-rewritten by hand.
+file is fsynced and renamed. What this does not cover: files removed or
+rewritten by hand. Two live gateways with the same node id are detected: the second one stops
+exporting until the first one's claim is gone (claim.py).
 
 Batching by time: an export runs at most once per `interval_s` (default 60 s), plus at the
 owner's start (crash leftovers) and shutdown, so a node writes at most one file per day-partition
@@ -27,6 +27,7 @@ per interval; nothing compacts files afterwards.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import os
 import time
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Literal
 
 import duckdb
 
+from .claim import NodeClaim
 from .schema import COLUMNS
 
 if TYPE_CHECKING:
@@ -88,7 +90,11 @@ class ParquetExporter:
     next owner to write, under the node recorded in the file."""
 
     def __init__(
-        self, con: duckdb.DuckDBPyConnection, sink: ParquetSink | None, inherit: bool = False
+        self,
+        con: duckdb.DuckDBPyConnection,
+        sink: ParquetSink | None,
+        data_dir: Path,
+        inherit: bool = False,
     ) -> None:
         self.con = con
         self.sink = sink
@@ -103,8 +109,10 @@ class ParquetExporter:
             row = (uuid.uuid4().hex[:12], None)
             con.execute("INSERT INTO ledger_meta VALUES (?, 0, NULL)", [row[0]])
         self.ledger_id = str(row[0])
+        self.claim: NodeClaim | None = None
         if sink is not None:
             self.node: str | None = sink.node
+            self.claim = NodeClaim(sink.directory, sink.node, data_dir, self.ledger_id)
             con.execute("UPDATE ledger_meta SET parquet_node = ?", [sink.node])
         elif inherit:
             self.node = None if row[1] is None else str(row[1])
@@ -138,12 +146,12 @@ class ParquetExporter:
     def export(self, force: bool = False) -> int:
         """Write the outbox as Parquet if the interval has passed (or `force`); returns the number
         of files written. Failures (a shared mount away) are logged; the rows stay queued."""
-        if self.sink is None:
+        if self.sink is None or self.claim is None:
             return 0
-        if not force and time.monotonic() - self._last_export < self.sink.interval_s:
-            return 0
+        due = force or time.monotonic() - self._last_export >= self.sink.interval_s
         try:
-            written = self._export(self.sink.directory.resolve())  # as allowed_directories has it
+            # resolved, as allowed_directories has it
+            written = self._export(self.sink.directory.resolve(), self.claim, due)
         except (OSError, duckdb.Error):
             log.exception("usage Parquet export to %s failed; the rows stay queued", self.sink.directory)
             self._last_export = time.monotonic()  # retried after an interval, not every tick
@@ -152,18 +160,23 @@ class ParquetExporter:
             self._last_export = time.monotonic()
         return written
 
-    def _export(self, directory: Path) -> int:
-        upto = self.con.execute("SELECT max(batch_seq) FROM parquet_outbox").fetchone()
+    def _export(self, directory: Path, claim: NodeClaim, due: bool) -> int:
+        """Idle or not due: only the claim's refresh (when that is due)."""
+        upto = self.con.execute("SELECT max(batch_seq) FROM parquet_outbox").fetchone() if due else None
         if upto is None or upto[0] is None:
+            claim.check(due_only=True)
             return 0
+        if not claim.check():  # another live gateway has this node id: the rows wait
+            self._last_export = time.monotonic()
+            return 0
+        self._adopt(directory, claim.mine.node_id)
         groups = self.con.execute(
             f"SELECT node, {_UTC_DAY} AS day, min(batch_seq) FROM parquet_outbox "
             "WHERE batch_seq <= ? GROUP BY ALL ORDER BY 3",
             [upto[0]],
         ).fetchall()
         for node, day, first in groups:
-            part = directory / f"node={node}" / f"date={day.isoformat()}"
-            final = part / f"{first:012d}-{self.ledger_id}.parquet"
+            final = self._file(directory, node, day, first)
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp = final.with_name(f".{final.name}.tmp")
             target = str(tmp).replace("'", "''")
@@ -183,6 +196,21 @@ class ParquetExporter:
             self.con.execute("ROLLBACK")
             raise
         return len(groups)
+
+    def _file(self, directory: Path, node: str, day: dt.date, first: int) -> Path:
+        part = directory / f"node={node}" / f"date={day.isoformat()}"
+        return part / f"{first:012d}-{self.ledger_id}.parquet"
+
+    def _adopt(self, directory: Path, node: str) -> None:
+        """Rows queued under another node id of this ledger (renamed, say to settle a node id
+        conflict) are written under `node`; unless a crash left one of their files behind: those
+        keep their node, so the file is rewritten under its name, not doubled."""
+        groups = self.con.execute(
+            f"SELECT node, {_UTC_DAY}, min(batch_seq) FROM parquet_outbox WHERE node <> ? GROUP BY ALL",
+            [node],
+        ).fetchall()
+        if groups and not any(self._file(directory, *group).exists() for group in groups):
+            self.con.execute("UPDATE parquet_outbox SET node = ? WHERE node <> ?", [node, node])
 
 
 def _fsync(path: Path) -> None:

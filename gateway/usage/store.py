@@ -126,7 +126,7 @@ class LedgerStore(_SqlReader):
         self.con.execute(TABLES)
         self._migrate()
         self.con.execute(VIEWS)
-        self.parquet = ParquetExporter(self.con, parquet, inherit_parquet)
+        self.parquet = ParquetExporter(self.con, parquet, path.parent, inherit_parquet)
         self.parquet.export(force=True)  # what a crashed owner left queued
 
     def _migrate(self) -> None:
