@@ -7,6 +7,8 @@ GatewayError
 │   ├── AuthError               401 missing / unknown / expired / disabled key
 │   ├── PermissionDenied        403 IP or model not allowed, denied by a rule
 │   ├── NotFound                404 unknown path or model
+│   ├── MethodNotAllowed        405 a POST-only path asked with another method
+│   ├── UnsupportedMediaType    415 a body that is not of the endpoint's content type
 │   └── RateLimited             429 (Retry-After)
 └── UpstreamError               the providers failed (status preserved where meaningful)
 """
@@ -68,6 +70,16 @@ class PermissionDenied(ClientError):
 class NotFound(ClientError):
     status = 404
     code = "not_found"
+
+
+class MethodNotAllowed(ClientError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class UnsupportedMediaType(ClientError):
+    status = 415
+    code = "unsupported_media_type"
 
 
 class RateLimited(ClientError):

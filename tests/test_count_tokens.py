@@ -18,7 +18,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from gateway.errors import InvalidRequest
-from gateway.server.count_tokens import anthropic_estimate, gemini_estimate
+from gateway.server.count_tokens import anthropic_estimate, estimate_count, gemini_estimate
 from tests.conftest import key_hash
 from tests.fakes import anthropic_upstream, gemini_upstream
 from tests.fakes.anthropic_upstream import FakeAnthropic
@@ -280,7 +280,9 @@ def test_estimator_units() -> None:
     deep: Any = []
     for _ in range(5000):
         deep = [deep]
-    assert gemini_estimate({"contents": [{"parts": deep}]}) > 0  # any depth, no RecursionError
+    assert estimate_count([{"parts": [{"text": deep}]}]) > 0  # any depth, no RecursionError
+    with pytest.raises(InvalidRequest, match=r"contents\[0\]\.parts\[0\]: expected an object"):
+        gemini_estimate({"contents": [{"parts": deep}]})  # parts are objects, not lists
     with pytest.raises(InvalidRequest):
         gemini_estimate({"generationConfig": {}})
 

@@ -65,6 +65,8 @@ class Part(_S):
     fileData: FileData | None = None
     functionCall: FunctionCall | None = None
     functionResponse: FunctionResponse | None = None
+    executableCode: Any = None  # code execution: known, not translated
+    codeExecutionResult: Any = None
 
 
 class Content(_S):

@@ -7,11 +7,15 @@ asked for stream usage; then a `dict[str, Raw]` rewrite keeps every unknown fiel
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
 from ..errors import InvalidRequest
+
+# An output-token cap: not negative, and within int32 (Gemini's field type; more than any model
+# takes), so a client cannot reserve a negative or unbounded amount of tokens from the limiter.
+Tokens = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
 
 
 class Head(msgspec.Struct):
@@ -19,9 +23,9 @@ class Head(msgspec.Struct):
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     messages: list[msgspec.Raw] | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    max_output_tokens: int | None = None
+    max_tokens: Tokens | None = None
+    max_completion_tokens: Tokens | None = None
+    max_output_tokens: Tokens | None = None
     metadata: dict[str, Any] | None = None
     n: int | None = None
 

@@ -28,6 +28,7 @@ from .chat_wire import (
     token_usage,
 )
 from .codec import Outgoing, StreamTap, register
+from .part_types import ANTHROPIC_BLOCKS, check_type
 from .sse_events import SseReader, frame
 
 ERROR_TYPES = frozenset({"invalid_request_error", "authentication_error", "permission_error",
@@ -46,6 +47,7 @@ def _text(content: str | list[aw.Block] | None) -> str:
 def _user(blocks: list[aw.Block], messages: list[Message], where: str, file_urls: bool) -> None:
     parts: list[ContentPart] = []
     for i, b in enumerate(blocks):
+        check_type(b.type, ANTHROPIC_BLOCKS, f"{where}[{i}]")
         if b.type == "tool_result":
             text = _text(b.content)
             messages.append(Message(role="tool", tool_call_id=b.tool_use_id or "",

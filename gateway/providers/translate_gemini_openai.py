@@ -30,6 +30,7 @@ from .chat_wire import (
     token_usage,
 )
 from .codec import Outgoing, StreamTap, register
+from .part_types import check_gemini_part
 from .sse_events import SseReader, frame
 
 FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "function_call": "STOP",
@@ -50,6 +51,7 @@ def _user_parts(parts: list[gw.Part], messages: list[Message], pending: dict[str
                 where: str, file_urls: bool) -> None:
     content: list[ContentPart] = []
     for i, p in enumerate(parts):
+        check_gemini_part(p, f"{where}[{i}]")
         if p.functionResponse is not None:
             fr = p.functionResponse
             queue = pending.get(fr.name) or []

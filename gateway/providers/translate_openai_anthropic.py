@@ -33,6 +33,7 @@ from .chat_wire import (
     text_of,
 )
 from .codec import Outgoing, StreamTap, register
+from .part_types import OPENAI_PARTS, check_type
 from .sse_events import SseReader, frame
 
 FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
@@ -68,6 +69,7 @@ def _blocks(content: str | list[ContentPart] | None, where: str) -> list[aw.Bloc
         return [aw.Block(type="text", text=content)] if content else []
     out = []
     for i, part in enumerate(content):
+        check_type(part.type, OPENAI_PARTS, f"{where}[{i}]")
         if part.type == "text" and part.text:
             out.append(aw.Block(type="text", text=part.text))
         elif part.type == "image_url" and part.image_url is not None:

@@ -33,6 +33,7 @@ from .chat_wire import (
     text_of,
 )
 from .codec import Outgoing, StreamTap, register
+from .part_types import OPENAI_PARTS, check_type
 from .sse_events import SseReader, frame
 from .translate_openai_anthropic import decode_chat
 
@@ -74,6 +75,7 @@ def _parts(content: str | list[ContentPart] | None, where: str) -> list[gw.Part]
         return [gw.Part(text=content)] if content else []
     out = []
     for i, part in enumerate(content):
+        check_type(part.type, OPENAI_PARTS, f"{where}[{i}]")
         if part.type == "text" and part.text:
             out.append(gw.Part(text=part.text))
         elif part.type == "image_url" and part.image_url is not None:

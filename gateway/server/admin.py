@@ -12,7 +12,7 @@ from ..errors import GatewayError, InvalidRequest, NotFound, UpstreamError
 from ..usage.claim import read_problem
 from . import midjourney
 from .auth import authenticate, authenticate_admin, presented_key
-from .http import client_ip, read_body, send_error, send_json
+from .http import client_ip, json_body, read_body, send_error, send_json
 from .state import WorkerState
 
 
@@ -160,7 +160,7 @@ class _Query(msgspec.Struct):
 async def usage_query(state: WorkerState, scope: Any, proto: Any) -> None:
     snap = state.store.current
     authenticate_admin(snap, presented_key(scope))
-    body = await read_body(scope, proto, 1 << 20)
+    body = json_body(scope, await read_body(scope, proto, 1 << 20))
     try:
         query = msgspec.json.decode(body, type=_Query)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:

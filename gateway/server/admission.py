@@ -15,7 +15,8 @@ from ..policy.rules import Decision, RuleFailed
 from ..providers.openai_wire import Head, decode_head, form_head
 from .auth import authenticate, check_model, presented_key
 from .exchange import Exchange
-from .http import client_ip, read_body
+from .forms import check_form
+from .http import JSON, client_ip, json_body, read_body
 from .state import WorkerState
 
 MULTIPART_ENDPOINTS = frozenset({"audio/transcriptions", "audio/translations"})
@@ -42,8 +43,13 @@ async def prepare(state: WorkerState, snap: Snapshot, scope: Any, proto: Any, x:
     ip = client_ip(scope, state.settings.trust_forwarded)
     key = authenticate(snap, presented_key(scope), ip)
     x.key = key
-    content_type = str(scope.headers.get("content-type") or "application/json")
-    head = form_head(body) if x.endpoint in MULTIPART_ENDPOINTS else decode_head(body)
+    content_type = str(scope.headers.get("content-type") or "")
+    if x.endpoint in MULTIPART_ENDPOINTS:
+        check_form(content_type, body)
+        head = form_head(body)
+    else:
+        head = decode_head(json_body(scope, body))
+        content_type = content_type or JSON
     usage = await state.limiter.usage(snap, key)  # None (no store call) unless a rule reads `usage`
     return admit(snap, key, head, body, content_type, x, ip, "openai", usage=usage)
 

@@ -12,14 +12,14 @@ from ..billing.limits import Admission
 from ..billing.setup import make_limiter
 from ..config.reload import PolicyStore
 from ..config.snapshot import Snapshot
-from ..errors import GatewayError, InvalidRequest, NotFound
+from ..errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
 from ..providers.openai_wire import TOO_DEEP
 from ..providers.transport import make_upstream_client
 from ..settings import ServeSettings
 from ..usage.ledger import Ledger
 from . import admin, count_tokens, midjourney, mj_tasks, native
 from .exchange import Exchange
-from .http import send_error
+from .http import family_of, send_error
 from .relay import Prepared, estimate_tokens, prepare, relay
 from .state import Recorder, WorkerState
 
@@ -160,13 +160,19 @@ class App:
         handler = routes.get(path) or GEMINI.route(method, path) or admin.dynamic_route(method, path)
         try:
             if handler is None:
-                raise NotFound(f"unknown path {method} {path}", code="unknown_url")
+                raise _no_route(method, path)
             await handler(state, scope, proto)
         except GatewayError as err:
-            send_error(proto, err)
+            send_error(proto, err, family_of(path))
         except Exception:
             log.exception("unhandled error on %s %s", method, path)
-            send_error(proto, GatewayError("internal error in the gateway; see its log"))
+            send_error(proto, GatewayError("internal error in the gateway; see its log"), family_of(path))
+
+
+def _no_route(method: str, path: str) -> GatewayError:
+    if method != "POST" and (path in POST_ROUTES or GEMINI.route("POST", path) is not None):
+        return MethodNotAllowed(f"{method} is not allowed on {path}: use POST", headers=(("allow", "POST"),))
+    return NotFound(f"unknown path {method} {path}", code="unknown_url")
 
 
 async def _nothing() -> None:

@@ -34,6 +34,7 @@ from ..providers.transport import UpstreamConnectError, UpstreamTimeout
 from ..routing.select import candidates
 from ..usage.record import TokenUsage
 from .admission import Prepared
+from .count_shapes import check_anthropic, check_gemini
 from .exchange import Exchange
 from .http import send_error
 from .native import prepare_anthropic, prepare_gemini
@@ -85,6 +86,7 @@ def estimate_count(messages: list[Any], *extras: Any) -> int:
 
 
 def anthropic_estimate(doc: dict[str, Any]) -> int:
+    check_anthropic(doc)
     return estimate_count(_list(doc.get("messages")), doc.get("system"), doc.get("tools"))
 
 
@@ -92,8 +94,10 @@ def gemini_parts(doc: dict[str, Any]) -> tuple[list[Any], list[Any]]:
     """(contents, extras) of a countTokens body: `contents`, or a whole `generateContentRequest`."""
     inner = doc.get("generateContentRequest")
     if isinstance(inner, dict) and isinstance(inner.get("contents"), list):
+        check_gemini(inner["contents"], "generateContentRequest.contents")
         return inner["contents"], [inner.get("systemInstruction"), inner.get("tools")]
     if isinstance(doc.get("contents"), list):
+        check_gemini(doc["contents"], "contents")
         return doc["contents"], [doc.get("systemInstruction"), doc.get("tools")]
     raise InvalidRequest("contents: field required (or generateContentRequest.contents)", param="contents")
 

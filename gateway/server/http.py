@@ -1,5 +1,6 @@
-"""RSGI plumbing: request body with a size limit, client address, JSON and error responses
-in the client's API shape (OpenAI by default; Anthropic and Gemini on their native paths)."""
+"""RSGI plumbing: request body with a size limit (and, for JSON endpoints, its content type and
+UTF-8 checked), client address, JSON and error responses in the client's API shape (OpenAI by
+default; Anthropic, Gemini and midjourney-proxy on their own paths)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from ..errors import BodyTooLarge, GatewayError
+from ..errors import BodyTooLarge, GatewayError, InvalidRequest, UnsupportedMediaType
 
 Headers = list[tuple[str, str]]
 JSON = "application/json"
@@ -17,7 +18,9 @@ _GEMINI_STATUS = {
     401: "UNAUTHENTICATED",
     403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
+    405: "NOT_FOUND",
     413: "INVALID_ARGUMENT",
+    415: "INVALID_ARGUMENT",
     429: "RESOURCE_EXHAUSTED",
     500: "INTERNAL",
     502: "UNAVAILABLE",
@@ -29,10 +32,14 @@ _ANTHROPIC_TYPE = {
     401: "authentication_error",
     403: "permission_error",
     404: "not_found_error",
+    405: "invalid_request_error",
     413: "request_too_large",
+    415: "invalid_request_error",
     429: "rate_limit_error",
     529: "overloaded_error",
 }
+# midjourney-proxy result codes for the gateway's own refusals (the HTTP status tells them apart)
+_MJ_CODES = {400: 4, 401: 4, 403: 4, 404: 3, 405: 4, 413: 4, 415: 4, 429: 23}
 
 
 async def read_body(scope: Any, proto: Any, limit: int) -> bytes:
@@ -45,6 +52,32 @@ async def read_body(scope: Any, proto: Any, limit: int) -> bytes:
     return body
 
 
+def json_body(scope: Any, body: bytes) -> bytes:
+    """`body` once it may be a JSON request: no content type or a JSON one (415 otherwise), and
+    valid UTF-8 (msgspec checks only the strings it decodes, not the fields it skips)."""
+    ctype = str(scope.headers.get("content-type") or "")
+    media = ctype.partition(";")[0].strip().lower()
+    if media and media != JSON and not media.endswith("+json"):
+        raise UnsupportedMediaType(f"unsupported content type `{ctype[:100]}`: send the body as {JSON}")
+    if not body.isascii():
+        try:
+            body.decode()
+        except UnicodeDecodeError as exc:
+            raise InvalidRequest(f"the request body is not valid UTF-8 (byte {exc.start})") from None
+    return body
+
+
+def family_of(path: str) -> str:
+    """The error shape of a path: its API family's."""
+    if path.startswith("/v1/messages"):
+        return "anthropic"
+    if path.startswith("/v1beta/"):
+        return "gemini"
+    if "/mj/" in path and not path.startswith("/v1"):
+        return "midjourney"
+    return "openai"
+
+
 def client_ip(scope: Any, trust_forwarded: bool) -> str:
     if trust_forwarded:
         forwarded = scope.headers.get("x-forwarded-for")
@@ -55,7 +88,14 @@ def client_ip(scope: Any, trust_forwarded: bool) -> str:
     return host.strip("[]")
 
 
+def mj_error_doc(err: GatewayError) -> dict[str, Any]:
+    code = _MJ_CODES.get(err.status, 9)
+    return {"code": code, "description": err.message, "result": None, "properties": {"error": err.code}}
+
+
 def error_body(err: GatewayError, family: str = "openai") -> bytes:
+    if family == "midjourney":
+        return msgspec.json.encode(mj_error_doc(err))
     if family == "anthropic":
         kind = _ANTHROPIC_TYPE.get(err.status, "api_error")
         return msgspec.json.encode({"type": "error", "error": {"type": kind, "message": err.message}})

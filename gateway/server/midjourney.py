@@ -22,7 +22,7 @@ import msgspec
 from ..errors import InvalidRequest, UpstreamError
 from ..midjourney.tasks import TaskRow
 from ..providers import midjourney as wire
-from .http import JSON, read_body
+from .http import JSON, json_body, read_body
 from .mj_common import (
     Handler,
     MjRuntime,
@@ -109,7 +109,7 @@ async def list_by_condition(state: WorkerState, scope: Any, proto: Any, mode: st
     ids: list[str] | None = None
     if body.strip():
         try:
-            ids = msgspec.json.decode(body, type=wire.ListCondition).ids or None
+            ids = msgspec.json.decode(json_body(scope, body), type=wire.ListCondition).ids or None
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise InvalidRequest(f'send {{"ids": ["<task id>", ...]}}: {exc}', param="ids") from None
     mj = runtime(state)

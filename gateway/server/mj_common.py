@@ -9,8 +9,6 @@ from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any
 
-import msgspec
-
 from ..config.snapshot import KeyRuntime, ProviderRuntime, Snapshot
 from ..errors import GatewayError, NotFound
 from ..midjourney.tasks import TaskRow, TaskStore
@@ -19,14 +17,12 @@ from ..providers.midjourney import SECRET_HEADER
 from ..providers.registry import adapter_for
 from ..providers.transport import UpstreamConnectError, UpstreamTimeout
 from .auth import authenticate, presented_key
-from .http import JSON, Headers, client_ip
+from .http import JSON, Headers, client_ip, send_error
 from .state import WorkerState
 
 log = logging.getLogger("tollgate.midjourney")
 Handler = Callable[[WorkerState, Any, Any], Awaitable[None]]
 
-# midjourney-proxy result codes for the gateway's own refusals (the HTTP status tells them apart)
-_CODES = {400: 4, 401: 4, 403: 4, 404: 3, 413: 4, 429: 23}
 
 
 class MjRuntime:
@@ -46,14 +42,8 @@ def runtime(state: WorkerState) -> MjRuntime:
     return mj
 
 
-def error_doc(err: GatewayError) -> dict[str, Any]:
-    code = _CODES.get(err.status, 9)
-    return {"code": code, "description": err.message, "result": None, "properties": {"error": err.code}}
-
-
 def send_mj_error(proto: Any, err: GatewayError, headers: Headers | None = None) -> None:
-    out = [("content-type", JSON), *err.headers, *(headers or [])]
-    proto.response_bytes(err.status, out, msgspec.json.encode(error_doc(err)))
+    send_error(proto, err, "midjourney", headers)
 
 
 def mj_endpoint(fn: Handler) -> Handler:

@@ -36,7 +36,7 @@ from ..routing.select import candidates
 from ..usage.record import TokenUsage, UsageRecord
 from .auth import check_model
 from .exchange import Exchange
-from .http import client_ip, read_body, send_json
+from .http import client_ip, json_body, read_body, send_json
 from .mj_common import (
     MjRuntime,
     Unreachable,
@@ -138,7 +138,7 @@ async def handle_submit(state: WorkerState, scope: Any, proto: Any, endpoint: st
         body = await read_body(scope, proto, snap.settings.max_body_bytes)
         x.body_bytes = len(body)
         key = x.key = mj_key(state, snap, scope)
-        req = parse(endpoint, body)
+        req = parse(endpoint, json_body(scope, body))
         ip = client_ip(scope, state.settings.trust_forwarded)
         plan = await _plan(state, snap, mj, key, req, body, x, ip)
         if mode:

@@ -20,13 +20,13 @@ import msgspec
 
 from ..config.snapshot import Snapshot
 from ..errors import GatewayError, InvalidRequest, NotFound
-from ..providers.openai_wire import Head, decode_head
+from ..providers.openai_wire import Head, Tokens, decode_head
 from .admission import Prepared, admit
 from .auth import authenticate, presented_key
 from .exchange import Exchange
 from .gemini_array import JsonArrayProto, wants_json_array
 from .gemini_models import gemini_model
-from .http import client_ip, read_body, send_error, send_json
+from .http import client_ip, json_body, read_body, send_error, send_json
 from .state import WorkerState
 
 Handler = Callable[[WorkerState, Any, Any], Awaitable[None]]
@@ -45,7 +45,8 @@ async def prepare_anthropic(
     ip = client_ip(scope, state.settings.trust_forwarded)
     key = authenticate(snap, presented_key(scope, ("x-api-key",)), ip)
     x.key = key
-    head = decode_head(body)  # model, stream, messages, max_tokens, metadata: same names as OpenAI's
+    # model, stream, messages, max_tokens, metadata: the same names as OpenAI's
+    head = decode_head(json_body(scope, body))
     if head.messages is None:
         raise InvalidRequest("messages: field required", param="messages")
     usage = await state.limiter.usage(snap, key)
@@ -57,7 +58,7 @@ async def prepare_anthropic(
 
 
 class _GenerationConfig(msgspec.Struct):
-    maxOutputTokens: int | None = None
+    maxOutputTokens: Tokens | None = None
 
 
 class _GeminiHead(msgspec.Struct):
@@ -94,6 +95,7 @@ async def prepare_gemini(
     ip = client_ip(scope, state.settings.trust_forwarded)
     key = authenticate(snap, gemini_key(scope), ip)
     x.key = key
+    json_body(scope, body)
     if not body:
         field = BODY_FIELD.get(verb, "contents")
         raise InvalidRequest(f"the request body is empty; send a JSON object with `{field}`", param=field)
