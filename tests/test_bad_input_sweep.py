@@ -78,6 +78,7 @@ CASES = all_cases()
 class Sweep:
     gw: GatewayProcess
     http: httpx.Client
+    openai: FakeUpstream
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +94,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sweep]:
         oa=oa.base_url, an=an.base_url, ge=ge.base_url, mj=mj.base_url, key=key_hash(KEY), admin=key_hash(ADMIN)))
     try:
         with GatewayProcess(root / "policies", Path(root / "data")) as gw, httpx.Client(timeout=15) as http:
-            yield Sweep(gw, http)
+            yield Sweep(gw, http, oa)
     finally:
         for fake in (oa, an, ge, mj):
             fake.stop()
@@ -160,6 +161,11 @@ CONTROLS = [
     ("/v1beta/models/gemini-x:generateContent", "gemini", None),
     ("/mj/submit/imagine", "mj", "application/json;charset=UTF-8"),
     ("/admin/usage/query", "openai", "application/json"),
+    # `curl -d` without -H sends form-urlencoded; text/plain from some libraries: read as JSON
+    ("/v1/chat/completions", "openai", "application/x-www-form-urlencoded"),
+    ("/v1/chat/completions", "openai", "text/plain"),
+    ("/v1/messages", "anthropic", "application/x-www-form-urlencoded"),
+    ("/v1beta/models/gemini-x:generateContent", "gemini", "text/plain;charset=UTF-8"),
 ]
 
 
@@ -170,6 +176,17 @@ def test_well_formed_requests_still_pass(sweep: Sweep, path: str, family: str, c
                 auth="admin" if path.startswith("/admin") else "client")
     r = send(sweep, case)
     assert r.status_code == 200, r.text[:500]
+
+
+def test_curl_form_content_type_is_read_as_json_and_forwarded_as_json(sweep: Sweep) -> None:
+    """`curl -d '{...}'` without -H sends application/x-www-form-urlencoded."""
+    sweep.openai.received.clear()
+    case = Case("curl", "/v1/chat/completions", "openai", VALID["/v1/chat/completions"],
+                content_type="application/x-www-form-urlencoded")
+    assert send(sweep, case).status_code == 200
+    (got,) = sweep.openai.received
+    assert got.headers["Content-Type"] == "application/json"
+    assert got.json()["messages"]
 
 
 def test_multipart_with_a_file_still_passes(sweep: Sweep) -> None:

@@ -49,7 +49,7 @@ async def prepare(state: WorkerState, snap: Snapshot, scope: Any, proto: Any, x:
         head = form_head(body)
     else:
         head = decode_head(json_body(scope, body))
-        content_type = content_type or JSON
+        content_type = JSON  # whatever lenient type the client sent, the body is JSON
     usage = await state.limiter.usage(snap, key)  # None (no store call) unless a rule reads `usage`
     return admit(snap, key, head, body, content_type, x, ip, "openai", usage=usage)
 

@@ -65,6 +65,9 @@ class JsonArrayProto:
     async def __call__(self) -> Any:
         return await self._proto()
 
+    def __aiter__(self) -> Any:  # `async for` looks dunders up on the type, not via __getattr__
+        return self._proto.__aiter__()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._proto, name)
 

@@ -42,9 +42,18 @@ _ANTHROPIC_TYPE = {
 _MJ_CODES = {400: 4, 401: 4, 403: 4, 404: 3, 405: 4, 413: 4, 415: 4, 429: 23}
 
 
+# A body declared too large is still read (and dropped, chunk by chunk) up to this size before the
+# 413: answering while the client is still sending makes many clients see a connection reset
+# instead of the error.
+DRAIN_CAP = 64 << 20
+
+
 async def read_body(scope: Any, proto: Any, limit: int) -> bytes:
     length = scope.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
+        if int(length) <= DRAIN_CAP:
+            async for _chunk in proto:
+                pass
         raise BodyTooLarge(f"request body of {length} bytes is over the limit of {limit} bytes")
     body: bytes = await proto()
     if len(body) > limit:
@@ -52,12 +61,18 @@ async def read_body(scope: Any, proto: Any, limit: int) -> bytes:
     return body
 
 
+# Read as JSON too, as the OpenAI API and other gateways do: `curl -d` sends form-urlencoded and
+# some HTTP libraries text/plain. The body must still parse as JSON; it goes upstream as JSON.
+LENIENT_JSON = frozenset({"", JSON, "text/plain", "application/x-www-form-urlencoded"})
+
+
 def json_body(scope: Any, body: bytes) -> bytes:
-    """`body` once it may be a JSON request: no content type or a JSON one (415 otherwise), and
-    valid UTF-8 (msgspec checks only the strings it decodes, not the fields it skips)."""
+    """`body` once it may be a JSON request: no content type, a JSON one or a lenient one (415
+    otherwise, e.g. multipart or XML), and valid UTF-8 (msgspec checks only the strings it
+    decodes, not the fields it skips)."""
     ctype = str(scope.headers.get("content-type") or "")
     media = ctype.partition(";")[0].strip().lower()
-    if media and media != JSON and not media.endswith("+json"):
+    if media not in LENIENT_JSON and not media.endswith("+json"):
         raise UnsupportedMediaType(f"unsupported content type `{ctype[:100]}`: send the body as {JSON}")
     if not body.isascii():
         try:
