@@ -11,6 +11,7 @@ from . import (
     translate_gemini_openai,
     translate_openai_anthropic,
     translate_openai_gemini,
+    translate_responses,
     translate_via_chat,
 )
 
@@ -23,5 +24,6 @@ __all__ = [
     "translate_gemini_openai",
     "translate_openai_anthropic",
     "translate_openai_gemini",
+    "translate_responses",
     "translate_via_chat",
 ]

@@ -63,7 +63,7 @@ class FunctionDef(_S):
     parameters: dict[str, Any] | None = None
 
 
-class Tool(_S):
+class Tool(msgspec.Struct):  # `type` always on the wire: OpenAI requires it
     function: FunctionDef
     type: str = "function"
 

@@ -75,6 +75,7 @@ class NoCodec(Exception):
 
 _CODECS: dict[tuple[str, str], Codec] = {}
 _ENDPOINT_CODECS: dict[tuple[str, str, str], Codec] = {}  # one client endpoint (e.g. embeddings)
+_KIND_CODECS: dict[tuple[str, str, str], Codec] = {}  # one endpoint to one provider kind
 
 
 def register(client_family: str, upstream_family: str, codec: Codec, endpoint: str | None = None) -> None:
@@ -86,9 +87,16 @@ def register(client_family: str, upstream_family: str, codec: Codec, endpoint: s
         _ENDPOINT_CODECS[(client_family, upstream_family, endpoint)] = codec
 
 
+def register_kind(client_family: str, provider_kind: str, endpoint: str, codec: Codec) -> None:
+    """The codec for one client endpoint to one provider kind, where kinds of a family differ in
+    what they serve (e.g. the Responses API: `openai` has it, `openai-compatible` servers do not)."""
+    _KIND_CODECS[(client_family, provider_kind, endpoint)] = codec
+
+
 def codec_for(client_family: str, provider_kind: str, endpoint: str | None = None) -> Codec:
     upstream = FAMILY_OF_KIND.get(provider_kind, provider_kind)
-    codec = _ENDPOINT_CODECS.get((client_family, upstream, endpoint or ""))
+    codec = _KIND_CODECS.get((client_family, provider_kind, endpoint or ""))
+    codec = codec or _ENDPOINT_CODECS.get((client_family, upstream, endpoint or ""))
     codec = codec or _CODECS.get((client_family, upstream))
     if codec is None:
         raise NoCodec(f"{client_family} requests cannot be sent to a {provider_kind} provider")

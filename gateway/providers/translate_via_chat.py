@@ -27,16 +27,21 @@ class ChainedTap:
         self.inner, self.outer = inner, outer
         self.usage: TokenUsage | None = None  # the upstream's, as the inner tap read it
         self.error: str | None = None
-        self.chars = 0
+
+    @property
+    def chars(self) -> int:
+        """Read at the end only (the OpenAI pass-through tap counts them lazily)."""
+        return self.inner.chars
 
     def feed(self, chunk: bytes) -> bytes:
         middle = self.inner.feed(chunk)
-        self.usage, self.chars, self.error = self.inner.usage, self.inner.chars, self.inner.error
-        return self.outer.feed(middle) if middle else b""
+        out = self.outer.feed(middle) if middle else b""
+        self.usage, self.error = self.inner.usage, self.inner.error or self.outer.error
+        return out
 
     def flush(self) -> bytes:
         out = self.outer.feed(self.inner.flush()) + self.outer.flush()
-        self.usage, self.chars, self.error = self.inner.usage, self.inner.chars, self.inner.error
+        self.usage, self.error = self.inner.usage, self.inner.error or self.outer.error
         return out
 
 
