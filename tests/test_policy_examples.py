@@ -159,3 +159,19 @@ def test_tiers_and_budgets_long_context_price() -> None:
 
     assert (over(200_000), over(200_001)) == (False, True)
     assert (price.rates.input, tier.input, tier.output) == (1.25, 2.50, 15.00)
+
+
+def test_the_readme_limits_snippet_passes_check(tmp_path: Path) -> None:
+    """The README's every-limit snippet, next to the default bundle, is a valid bundle."""
+    import re
+    import shutil
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("Every limit in one snippet"):]
+    match = re.search(r"```toml\n(.*?)```", section, re.S)
+    assert match is not None
+    for f in (Path(__file__).parent.parent / "policies").glob("*.toml"):
+        shutil.copy(f, tmp_path / f.name)
+    (tmp_path / "limits.toml").write_text("schema = 1\n\n" + match.group(1))
+    snap = load_snapshot(tmp_path)
+    assert any(k.id == "team-a" for k in snap.keys_by_hash.values())
