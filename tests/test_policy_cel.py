@@ -345,3 +345,22 @@ def test_usage_is_visible_to_rules() -> None:
     rules = ruleset(rule("cap", "usage.spend_usd >= 10.0", deny="budget spent"))
     assert rules.evaluate(facts(spend=12.5).lookup).deny == "budget spent"
     assert rules.evaluate(facts(spend=1.0).lookup).deny is None
+
+
+def test_an_unchanged_expression_reuses_its_parsed_program_with_a_fresh_memo() -> None:
+    from gateway.policy.cel import RULE_VARIABLES, compile_expr
+
+    a = compile_expr('key.group == "pro-cache-test"', RULE_VARIABLES)
+    b = compile_expr('key.group == "pro-cache-test"', RULE_VARIABLES)
+    c = compile_expr('key.group == "other-cache-test"', RULE_VARIABLES)
+    assert a.program is b.program and a.refs == b.refs
+    assert a.memo is not b.memo
+    assert c.program is not a.program
+
+
+def test_a_syntax_error_is_raised_every_time_not_cached() -> None:
+    from gateway.policy.cel import RULE_VARIABLES, CelCompileError, compile_expr
+
+    for _ in range(2):
+        with pytest.raises(CelCompileError, match="syntax error"):
+            compile_expr("key.group ==", RULE_VARIABLES)

@@ -107,7 +107,26 @@ class CompiledExpr:
         return from_cel(result)
 
 
+# Parsed programs by (source, variables): a reload of a large bundle re-parses only the rules that
+# changed (lark parsing is most of a bundle's compile time). Programs are only evaluated on the
+# event loop's thread, so old and new snapshots may share one; each gets its own memo.
+_PROGRAMS: dict[tuple[str, tuple[tuple[str, frozenset[str]], ...]], tuple[Any, tuple[Ref, ...], bool]] = {}
+_PROGRAMS_LIMIT = 20_000
+
+
 def compile_expr(source: str, variables: Mapping[str, frozenset[str]]) -> CompiledExpr:
+    key = (source, tuple(sorted(variables.items())))
+    found = _PROGRAMS.get(key)
+    if found is None:
+        found = _compile(source, variables)
+        if len(_PROGRAMS) >= _PROGRAMS_LIMIT:
+            _PROGRAMS.clear()
+        _PROGRAMS[key] = found
+    program, refs, pure = found
+    return CompiledExpr(source=source, program=program, refs=refs, pure=pure)
+
+
+def _compile(source: str, variables: Mapping[str, frozenset[str]]) -> tuple[Any, tuple[Ref, ...], bool]:
     env = environment()
     try:
         tree = env.compile(source)
@@ -115,9 +134,8 @@ def compile_expr(source: str, variables: Mapping[str, frozenset[str]]) -> Compil
         line, col = getattr(exc, "line", None), getattr(exc, "column", None)
         raise CelCompileError(f"syntax error: {_syntax_problem(exc)}", line, col) from None
     refs = _analyse(tree, variables)
-    program = env.program(tree)
     pure = not any(root in IMPURE_ROOTS for root, _ in refs)
-    return CompiledExpr(source=source, program=program, refs=refs, pure=pure)
+    return env.program(tree), refs, pure
 
 
 def _syntax_problem(exc: CELParseError) -> str:
