@@ -38,10 +38,7 @@ def echo(request_body: bytes) -> rw.Echo:
 def response(rid: str, model: str, e: rw.Echo, created: int, status: str = "completed") -> rw.Response:
     """A Response object with the request's fields echoed; output and usage are set later."""
     return rw.Response(id=rid, created_at=created, model=model, status=status, output=[],
-                       instructions=e.instructions, tools=e.tools, tool_choice=e.tool_choice,
-                       parallel_tool_calls=e.parallel_tool_calls, temperature=e.temperature,
-                       top_p=e.top_p, max_output_tokens=e.max_output_tokens, metadata=e.metadata,
-                       text=e.text, user=e.user)
+                       **msgspec.structs.asdict(e))
 
 
 def finish(resp: rw.Response, finish_reason: str | None) -> None:
