@@ -62,15 +62,16 @@ class Native:
     ge: FakeGemini
 
 
-@pytest.fixture(scope="module")
-def native(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Native]:
+def native_gateway(tmp_path_factory: pytest.TempPathFactory, name: str = "native",
+                   extra: str = "") -> Iterator[Native]:
+    """A gateway on BUNDLE (+ `extra` TOML, same placeholders) in front of the three fake upstreams."""
     oa = FakeUpstream("oa").start()
     an, ge = FakeAnthropic("sk-ant"), FakeGemini("sk-gem")
     an.start()
     ge.start()
-    root = tmp_path_factory.mktemp("native")
+    root = tmp_path_factory.mktemp(name)
     (root / "policies").mkdir()
-    text = BUNDLE.format(oa=oa.base_url, an=an.base_url, ge=ge.base_url, h=key_hash(KEY))
+    text = (BUNDLE + extra).format(oa=oa.base_url, an=an.base_url, ge=ge.base_url, h=key_hash(KEY))
     (root / "policies" / "bundle.toml").write_text(text)
     try:
         with GatewayProcess(root / "policies", Path(root / "data")) as gw:
@@ -78,3 +79,8 @@ def native(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Native]:
     finally:
         for fake in (oa, an, ge):
             fake.stop()
+
+
+@pytest.fixture(scope="module")
+def native(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Native]:
+    yield from native_gateway(tmp_path_factory)

@@ -10,7 +10,6 @@ import base64
 import math
 import struct
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,12 +19,9 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from tests.conftest import key_hash
-from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.gemini_upstream import FakeGemini, embed_values
 from tests.fakes.openai_upstream import FakeUpstream
-from tests.gateway_process import GatewayProcess
-from tests.native_support import BUNDLE, KEY, Native
+from tests.native_support import KEY, Native, native_gateway
 
 ALIAS = """
 [model.gem-embed]
@@ -36,20 +32,7 @@ targets = [{{ provider = "ge", model = "gemini-x" }}]
 @pytest.fixture(scope="module")
 def native(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Native]:
     """The native fixture's three upstreams, plus `gem-embed`: an alias served by gemini-x."""
-    oa = FakeUpstream("oa").start()
-    an, ge = FakeAnthropic("sk-ant"), FakeGemini("sk-gem")
-    an.start()
-    ge.start()
-    root = tmp_path_factory.mktemp("embed")
-    (root / "policies").mkdir()
-    text = (BUNDLE + ALIAS).format(oa=oa.base_url, an=an.base_url, ge=ge.base_url, h=key_hash(KEY))
-    (root / "policies" / "bundle.toml").write_text(text)
-    try:
-        with GatewayProcess(root / "policies", Path(root / "data")) as gw:
-            yield Native(gw, oa, an, ge)
-    finally:
-        for fake in (oa, an, ge):
-            fake.stop()
+    yield from native_gateway(tmp_path_factory, "embed", ALIAS)
 
 
 def _openai(n: Native) -> openai.OpenAI:

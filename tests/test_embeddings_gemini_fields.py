@@ -10,19 +10,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from google import genai
 from google.genai import types
 
-from tests.conftest import key_hash
-from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.fakes.gemini_upstream import FakeGemini, embed_values
-from tests.fakes.openai_upstream import FakeUpstream
-from tests.gateway_process import GatewayProcess
-from tests.native_support import BUNDLE, KEY, Native
+from tests.fakes.gemini_upstream import embed_values
+from tests.native_support import KEY, Native, native_gateway
 
 EXTRA = """
 [[provider]]
@@ -47,20 +42,7 @@ GENERATE = ["generateContent", "streamGenerateContent", "countTokens"]
 
 @pytest.fixture(scope="module")
 def native(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Native]:
-    oa = FakeUpstream("oa").start()
-    an, ge = FakeAnthropic("sk-ant"), FakeGemini("sk-gem")
-    an.start()
-    ge.start()
-    root = tmp_path_factory.mktemp("embed-fields")
-    (root / "policies").mkdir()
-    text = (BUNDLE + EXTRA).format(oa=oa.base_url, an=an.base_url, ge=ge.base_url, h=key_hash(KEY))
-    (root / "policies" / "bundle.toml").write_text(text)
-    try:
-        with GatewayProcess(root / "policies", Path(root / "data")) as gw:
-            yield Native(gw, oa, an, ge)
-    finally:
-        for fake in (oa, an, ge):
-            fake.stop()
+    yield from native_gateway(tmp_path_factory, "embed-fields", EXTRA)
 
 
 def _gen(n: Native) -> genai.Client:
