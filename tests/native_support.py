@@ -62,6 +62,17 @@ class Native:
     ge: FakeGemini
 
 
+def script_openai_tool_call(n: Native) -> None:
+    """gpt-x answers the next chat request once with a get_weather(city=Paris) tool call."""
+    n.oa.script("gpt-x", times=1, body={
+        "id": "chatcmpl-t", "object": "chat.completion", "created": 1, "model": "gpt-x",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": None, "tool_calls": [{
+                "id": "call_1", "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]}}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}})
+
+
 def native_gateway(tmp_path_factory: pytest.TempPathFactory, name: str = "native",
                    extra: str = "") -> Iterator[Native]:
     """A gateway on BUNDLE (+ `extra` TOML, same placeholders) in front of the three fake upstreams."""

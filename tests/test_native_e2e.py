@@ -16,7 +16,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from gateway.usage.client import call
-from tests.native_support import KEY, Native, native
+from tests.native_support import KEY, Native, native, script_openai_tool_call
 
 __all__ = ["native"]
 MODELS = ["gpt-x", "claude-x", "gemini-x"]
@@ -25,15 +25,6 @@ WHOLE = {"gpt-x": "fake answer from gpt-x", "claude-x": "fake answer from claude
 STREAMED = {**WHOLE, "gpt-x": "Hello from the fake upstream."}
 WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 
-
-def _script_openai_tool_call(n: Native) -> None:
-    n.oa.script("gpt-x", times=1, body={
-        "id": "chatcmpl-t", "object": "chat.completion", "created": 1, "model": "gpt-x",
-        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
-            "role": "assistant", "content": None, "tool_calls": [{
-                "id": "call_1", "type": "function",
-                "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]}}],
-        "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}})
 
 
 # -- the openai SDK --------------------------------------------------------------------------
@@ -63,7 +54,7 @@ def test_openai_sdk_tool_round_trip(native: Native, model: str) -> None:
     tools: Any = [{"type": "function", "function": {"name": "get_weather", "description": "weather",
                                                     "parameters": WEATHER}}]
     if model == "gpt-x":
-        _script_openai_tool_call(native)
+        script_openai_tool_call(native)
     user: Any = {"role": "user", "content": "weather in Paris?"}
     r = c.chat.completions.create(model=model, messages=[user], tools=tools, tool_choice="auto")
     assert r.choices[0].finish_reason == "tool_calls"
@@ -126,7 +117,7 @@ def test_anthropic_sdk_tool_round_trip(native: Native, model: str) -> None:
     a = _ant(native)
     tools: Any = [{"name": "get_weather", "description": "weather", "input_schema": WEATHER}]
     if model == "gpt-x":
-        _script_openai_tool_call(native)
+        script_openai_tool_call(native)
     user: Any = {"role": "user", "content": "weather in Paris?"}
     msg = a.messages.create(model=model, max_tokens=100, messages=[user], tools=tools)
     assert msg.stop_reason == "tool_use"
@@ -187,7 +178,7 @@ def test_genai_sdk_tool_round_trip(native: Native, model: str) -> None:
         type=types.Type.OBJECT, properties={"city": types.Schema(type=types.Type.STRING)}, required=["city"]))
     config = types.GenerateContentConfig(tools=[types.Tool(function_declarations=[decl])])
     if model == "gpt-x":
-        _script_openai_tool_call(native)
+        script_openai_tool_call(native)
     r = g.models.generate_content(model=model, contents="weather in Paris?", config=config)
     assert r.function_calls and r.function_calls[0].name == "get_weather"
     assert r.function_calls[0].args == {"city": "Paris"}

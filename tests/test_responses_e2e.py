@@ -11,7 +11,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.native_support import KEY, Native, native
+from tests.native_support import KEY, Native, native, script_openai_tool_call
 
 __all__ = ["native"]
 MODELS = ["gpt-x", "claude-x"]
@@ -88,21 +88,12 @@ def test_streamed_response(native: Native, model: str) -> None:
     assert _usage(native, model, True, request_id) == LEDGER[model, True]
 
 
-def _script_tool_call(n: Native) -> None:
-    n.oa.script("gpt-x", times=1, body={
-        "id": "chatcmpl-t", "object": "chat.completion", "created": 1, "model": "gpt-x",
-        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
-            "role": "assistant", "content": None, "tool_calls": [{
-                "id": "call_1", "type": "function",
-                "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]}}],
-        "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}})
-
 
 @pytest.mark.parametrize("model", MODELS)
 def test_function_call_round_trip(native: Native, model: str) -> None:
     c = _client(native)
     if model == "gpt-x":
-        _script_tool_call(native)
+        script_openai_tool_call(native)
     user: Any = {"role": "user", "content": [{"type": "input_text", "text": "weather in Paris?"}]}
     r = c.responses.create(model=model, input=[user], tools=TOOLS, tool_choice="auto")
     calls = [o for o in r.output if o.type == "function_call"]
