@@ -24,6 +24,7 @@ from .validation_messages import validation_message
 T = TypeVar("T")
 
 _TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
+_TOML_EOF = "(at end of document)"  # tomllib's place for an error at the end, instead of _TOML_POS
 
 
 @dataclass(frozen=True)
@@ -138,17 +139,40 @@ def _decode_file(name: str, data: bytes, raw: RawBundle) -> tuple[BundleFile | N
     try:
         document = _parse_toml(text)
     except tomllib.TOMLDecodeError as exc:
-        pos = _TOML_POS.search(str(exc))
-        message = _TOML_POS.sub("", str(exc)).strip()
-        line = int(pos.group(1)) if pos else None
-        column = f" (column {pos.group(2)})" if pos else ""
-        return None, Problem(name, line, "", f"TOML syntax error: {message}{column}")
+        return None, _syntax_problem(name, text, str(exc))
     if "schema" not in document:
         return None, Problem(name, 1, "schema", "missing `schema = 1` at the top of the file")
     try:
         return msgspec.convert(document, type=BundleFile, strict=True), None
     except msgspec.ValidationError as exc:
         return None, _validation_problem(name, str(exc), raw, document)
+
+
+def _syntax_problem(name: str, text: str, detail: str) -> Problem:
+    """tomllib's error with its line and column. An error at the very end (an unclosed array,
+    table header, inline table or string on the last line, a key with no value) comes without
+    them, so it is placed after the last non-blank line: that is where the missing part goes."""
+    pos = _TOML_POS.search(detail)
+    if pos:
+        line, column = int(pos.group(1)), int(pos.group(2))
+        message = _TOML_POS.sub("", detail).strip()
+    elif detail.endswith(_TOML_EOF):
+        line, column = _end_of_content(text)
+        message = detail.removesuffix(_TOML_EOF).strip() + " at the end of the file"
+    else:  # not a form tomllib uses today: report it whole rather than lose it
+        return Problem(name, None, "", f"TOML syntax error: {detail}")
+    return Problem(name, line, "", f"TOML syntax error: {message} (column {column})")
+
+
+def _end_of_content(text: str) -> tuple[int, int]:
+    """Line and column just past the last non-blank character. Lines are counted on line feeds
+    only, as tomllib counts them (str.splitlines also splits on form feeds and the like)."""
+    lines = text.split("\n")
+    for number in range(len(lines), 0, -1):
+        content = lines[number - 1].rstrip()
+        if content:
+            return number, len(content) + 1
+    return 1, 1  # a blank document parses: tomllib has no end-of-document error for one
 
 
 _UTF8_BOM = b"\xef\xbb\xbf"

@@ -90,7 +90,9 @@ class LineIndex:
         counters: dict[tuple[str, ...], int] = {}
         table: Path = ()
         in_multiline: str | None = None
-        for lineno, line in enumerate(source.splitlines(), start=1):
+        # Lines end at line feeds only, as tomllib counts them: str.splitlines also splits at
+        # U+2028, U+0085 and the like, which TOML allows in strings and comments.
+        for lineno, line in enumerate(source.split("\n"), start=1):
             if in_multiline:
                 in_multiline = _open_string(line, in_multiline)
                 continue

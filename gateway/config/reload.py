@@ -12,8 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import logging
+import os
+import secrets
 import shutil
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +31,8 @@ from .snapshot import Snapshot
 
 log = logging.getLogger("tollgate.policy")
 _REVISION_FILE = ".revision"
+_INSTALL_ATTEMPTS = 64  # far more than concurrent workers: each can beat us at most once
+_LEFTOVER_AGE_S = 600.0
 
 
 class PolicyStore:
@@ -101,17 +107,8 @@ class PolicyStore:
         """Keep the last good bundle so that a respawned worker can serve it."""
         if self._last_good_dir is None:
             return
-        tmp = self._last_good_dir.with_name(self._last_good_dir.name + ".tmp")
         try:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            for path in bundle_files(self.directory):
-                target = tmp / path.relative_to(self.directory)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, target)
-            (tmp / _REVISION_FILE).write_text(self.current.revision + "\n")  # hidden: not a bundle file
-            shutil.rmtree(self._last_good_dir, ignore_errors=True)
-            tmp.rename(self._last_good_dir)
+            keep_copy(self.directory, self._last_good_dir, self.current.revision)
         except OSError as exc:
             log.warning("could not keep a copy of the last good bundle: %s", exc)
 
@@ -135,6 +132,80 @@ class PolicyStore:
             recursive=True,
         ):
             await asyncio.to_thread(self.reload)
+
+
+def keep_copy(bundle: Path, last_good: Path, revision: str) -> None:
+    """Copy `bundle` to `last_good`, which is then always one complete bundle (old or new).
+
+    Every worker keeps a copy at start and after each reload, usually at the same moment as
+    its siblings: each writes its own temporary directory, then renames it into place.
+    """
+    _sweep_leftovers(last_good)
+    tmp = _private_path(last_good, "tmp")
+    try:
+        _write_copy(bundle, tmp, revision)
+        _install(tmp, last_good)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already once installed
+
+
+def _private_path(last_good: Path, kind: str) -> Path:
+    # Unique per writer (pid for processes, random for threads); hidden, next to the target so
+    # that the rename stays on one file system.
+    return last_good.with_name(f".{last_good.name}.{os.getpid()}.{secrets.token_hex(4)}.{kind}")
+
+
+def _write_copy(bundle: Path, tmp: Path, revision: str) -> None:
+    tmp.mkdir(parents=True)
+    for path in bundle_files(bundle):
+        target = tmp / path.relative_to(bundle)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    (tmp / _REVISION_FILE).write_text(revision + "\n")  # hidden: not a bundle file
+
+
+def _install(tmp: Path, last_good: Path) -> None:
+    """Rename `tmp` to `last_good`. A directory cannot be renamed over a non-empty one, so an
+    existing copy is first moved aside, unless it is this very bundle (a sibling worker got
+    there first: ours is redundant). Between the two renames there is no copy: a worker
+    respawning on a broken bundle in that instant finds none, which needs a good reload and a
+    break within the same milliseconds."""
+    for _ in range(_INSTALL_ATTEMPTS):  # each failed attempt means another writer installed
+        try:
+            tmp.rename(last_good)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+        if _same_tree(tmp, last_good):
+            return
+        with contextlib.suppress(FileNotFoundError):  # another writer moved it aside first
+            aside = _private_path(last_good, "old")
+            last_good.rename(aside)
+            shutil.rmtree(aside, ignore_errors=True)
+    raise OSError(f"{last_good} kept being replaced by other writers")
+
+
+def _same_tree(a: Path, b: Path) -> bool:
+    try:
+        return _tree(a) == _tree(b)
+    except OSError:  # b was moved aside while being read
+        return False
+
+
+def _tree(directory: Path) -> dict[Path, bytes]:
+    return {p.relative_to(directory): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+
+
+def _sweep_leftovers(last_good: Path) -> None:
+    """Remove what writers killed mid-copy left (and the fixed-name temp of older versions). A
+    live writer's directory is seconds old, so only old ones go."""
+    cutoff = time.time() - _LEFTOVER_AGE_S
+    for pattern in (f".{last_good.name}.*", f"{last_good.name}.tmp"):
+        for path in last_good.parent.glob(pattern):
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime < cutoff:
+                    shutil.rmtree(path)
 
 
 def _log_warnings(snapshot: Snapshot) -> None:
