@@ -31,6 +31,19 @@ class ServeSettings(BaseSettings):
     transport: Literal["h1", "aiohttp", "httpx-aiohttp", "httpx"] = "h1"
     pool_size: int = 256
     shutdown_grace_s: float = 30.0
+    # Client connections (each worker; see docs/architecture.md "Connection intake"). granian
+    # holds one backpressure slot per open connection, idle or not, and stops accepting when they
+    # are taken, so the slots must outnumber the connections a worker can be made to hold.
+    max_connections: int = Field(default=16384, ge=16)
+    # hyper's header timer runs from the moment a connection waits for a request head: on a new
+    # connection, between keep-alive requests and under a slowloris trickle alike. It is therefore
+    # also the keep-alive idle timeout: what frees the slots of connections that send nothing.
+    header_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    keep_alive: bool = True
+    backlog: int = Field(default=4096, ge=128)  # the kernel caps it at net.core.somaxconn
+    # A request body must arrive within this (hyper's header timer stops at the head); read only
+    # once the key is known, so it bounds what an authenticated slow sender can hold.
+    body_timeout_s: float = Field(default=300.0, gt=0)
     reload_debounce_ms: int = 150
     ledger: bool = True
     # spool rotation and ingest period; rows reach DuckDB within about twice this

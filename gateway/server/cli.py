@@ -18,6 +18,7 @@ from ..billing.setup import redis_url_problem, workers_problem
 from ..config import BundleError, load_snapshot
 from ..settings import CONFIG_ENV, ServeSettings
 from ..usage.lock import socket_path
+from .connections import granian_options, plan_connections
 
 
 def add_commands(sub: Any) -> None:
@@ -37,6 +38,14 @@ def add_commands(sub: Any) -> None:
                        help="redis_url names a node of a Redis Cluster")
     serve.add_argument("--node-id", help="this machine's name in usage Parquet files (default: host name)")
     serve.add_argument("--usage-parquet-dir", help="also write usage as Parquet here (a shared directory)")
+    serve.add_argument("--max-connections", type=int,
+                       help="open client connections per worker, idle ones included (default: 16384)")
+    serve.add_argument("--header-timeout", type=float, metavar="SECONDS",
+                       help="to send a request head; also the keep-alive idle timeout (default: 10)")
+    serve.add_argument("--no-keep-alive", action="store_true",
+                       help="close each client connection after one request")
+    serve.add_argument("--backlog", type=int,
+                       help="listen queue of not yet accepted connections (default: 4096)")
     serve.set_defaults(func=serve_command)
 
 
@@ -59,6 +68,10 @@ def serve_command(args: argparse.Namespace) -> int:
             "redis_cluster": args.redis_cluster,
             "node_id": args.node_id,
             "usage_parquet_dir": args.usage_parquet_dir,
+            "max_connections": args.max_connections,
+            "header_timeout_s": args.header_timeout,
+            "keep_alive": False if args.no_keep_alive else None,
+            "backlog": args.backlog,
         }.items()
         if value is not None
     }
@@ -152,6 +165,9 @@ def run_granian(settings: ServeSettings) -> None:
         loop = Loops.uvloop
     except ImportError:
         loop = Loops.asyncio
+    plan = plan_connections(settings)
+    if plan.warning:
+        print(plan.warning, file=sys.stderr)
     Granian(
         "gateway.server.app:app",
         address=settings.host,
@@ -164,4 +180,5 @@ def run_granian(settings: ServeSettings) -> None:
         log_level=LogLevels(settings.log_level),
         respawn_failed_workers=True,
         workers_kill_timeout=int(settings.shutdown_grace_s),
+        **granian_options(settings, plan),
     ).serve()
