@@ -1,4 +1,4 @@
-"""Admission of a client request, before any upstream is called: read and authenticate,
+"""Admission of a client request, before any upstream is called: authenticate, then read,
 decode the fields the gateway needs, check the key's model allow-list, evaluate the rules,
 resolve the route. Shared by every client format (OpenAI here; Anthropic and Gemini natively).
 """
@@ -13,10 +13,11 @@ from ..errors import InvalidRequest, NotFound, PermissionDenied
 from ..policy.context import Facts, KeyView, RequestView, UsageView
 from ..policy.rules import Decision, RuleFailed
 from ..providers.openai_wire import Head, decode_head, form_head
-from .auth import authenticate, check_model, presented_key
+from .auth import check_model, presented_key
 from .exchange import Exchange
 from .forms import check_form
-from .http import JSON, client_ip, json_body, read_body
+from .http import JSON, client_ip, json_body
+from .intake import authenticate_request, read_body
 from .state import WorkerState
 
 MULTIPART_ENDPOINTS = frozenset({"audio/transcriptions", "audio/translations"})
@@ -37,12 +38,12 @@ class Prepared:
 
 
 async def prepare(state: WorkerState, snap: Snapshot, scope: Any, proto: Any, x: Exchange) -> Prepared:
-    """An OpenAI-format request: read, authenticate, decode the head, admit."""
-    body = await read_body(scope, proto, snap.settings.max_body_bytes)
-    x.body_bytes = len(body)
+    """An OpenAI-format request: authenticate (before reading any of the body), read, decode the
+    head, admit."""
     ip = client_ip(scope, state.settings.trust_forwarded)
-    key = authenticate(snap, presented_key(scope), ip)
-    x.key = key
+    key = authenticate_request(snap, presented_key(scope), ip, x)
+    body = await read_body(scope, proto, snap.settings.max_body_bytes, state.settings.body_timeout_s)
+    x.body_bytes = len(body)
     content_type = str(scope.headers.get("content-type") or "")
     if x.endpoint in MULTIPART_ENDPOINTS:
         check_form(content_type, body)

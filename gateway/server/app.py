@@ -15,16 +15,19 @@ from ..config.snapshot import Snapshot
 from ..errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
 from ..providers.openai_wire import TOO_DEEP
 from ..providers.transport import make_upstream_client
+from ..redact import redact_logs
 from ..settings import ServeSettings
 from ..usage.ledger import Ledger
 from . import admin, count_tokens, midjourney, mj_tasks, native
 from .exchange import Exchange
 from .http import family_of, send_error
+from .intake import discard_body
 from .relay import Prepared, estimate_tokens, prepare, relay
 from .state import Recorder, WorkerState
 
 log = logging.getLogger("tollgate")
 Handler = Callable[[WorkerState, Any, Any], Awaitable[None]]
+INTERNAL = "internal error in the gateway; see its log"
 
 RELAYED = (
     "chat/completions",
@@ -52,6 +55,7 @@ def relay_handler(endpoint: str, prepare_fn: PrepareFn = prepare, family: str = 
         x = Exchange(endpoint)
         watch = state.watches.watch(proto)
         admission: Admission | None = None
+        err: GatewayError | None = None
         try:
             p = await prepare_fn(state, snap, scope, proto, x)
             admission = await state.limiter.admit(snap, p.key, p.route.name, estimate_tokens(p),
@@ -61,9 +65,6 @@ def relay_handler(endpoint: str, prepare_fn: PrepareFn = prepare, family: str = 
         except (GatewayError, RecursionError) as exc:
             # RecursionError: msgspec on absurdly nested client JSON (in a codec): bad input
             err = exc if isinstance(exc, GatewayError) else InvalidRequest(TOO_DEEP)
-            x.fail(err)
-            extra = admission.headers if admission else []
-            send_error(proto, err, family, headers=[("x-request-id", x.request_id), *extra])
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if not watch.fired or task is None:
@@ -71,13 +72,22 @@ def relay_handler(endpoint: str, prepare_fn: PrepareFn = prepare, family: str = 
             task.uncancel()
             x.cancelled, x.status = True, x.status or 499
             x.error_type = x.error_type or "client_cancelled"
+        except Exception:  # a bug: still answered, and recorded, under the request's id
+            log.exception("unhandled error on %s %s", scope.method, scope.path)
+            err = GatewayError(INTERNAL)
         finally:
+            if err is not None:
+                x.fail(err)
+                extra = admission.headers if admission else []
+                send_error(proto, err, family, headers=[("x-request-id", x.request_id), *extra])
             watch.close()
             state.count(endpoint, x.status)
             record = x.to_record(snap)
             state.recorder.record(record)
             if admission is not None:
                 await state.limiter.settle(admission, record)
+        if err is not None:  # answered early: drop the body the client may still be sending
+            await discard_body(scope, proto)
 
     return handle
 
@@ -121,6 +131,7 @@ class App:
         )
         data_dir = Path(settings.data_dir)
         store = PolicyStore.open(Path(settings.policies), last_good_dir=data_dir / "last-good-policies")
+        redact_logs(lambda: store.current.redactor)  # no configured secret reaches the log
         store.start_watching(settings.reload_debounce_ms)
         ledger: Ledger | None = None
         if recorder is None and settings.ledger:
@@ -166,7 +177,10 @@ class App:
             send_error(proto, err, family_of(path))
         except Exception:
             log.exception("unhandled error on %s %s", method, path)
-            send_error(proto, GatewayError("internal error in the gateway; see its log"), family_of(path))
+            send_error(proto, GatewayError(INTERNAL), family_of(path))
+        else:
+            return
+        await discard_body(scope, proto)  # answered early: drop the body the client may still send
 
 
 def _no_route(method: str, path: str) -> GatewayError:

@@ -24,6 +24,14 @@ def presented_key(scope: Any, extra_headers: tuple[str, ...] = ()) -> str | None
 
 
 def authenticate(snapshot: Snapshot, secret: str | None, ip: str) -> KeyRuntime:
+    key = identify(snapshot, secret)
+    check_ip(key, ip)
+    return key
+
+
+def identify(snapshot: Snapshot, secret: str | None) -> KeyRuntime:
+    """The live key `secret` names (401 otherwise). Split from the IP check so that a request
+    refused for its address is still recorded under the key that presented it."""
     if not secret:
         raise AuthError("no API key: send it as `Authorization: Bearer <key>`", code="missing_api_key")
     key = snapshot.key_for(secret)
@@ -33,9 +41,12 @@ def authenticate(snapshot: Snapshot, secret: str | None, ip: str) -> KeyRuntime:
         raise AuthError(f"API key {key.id} is disabled", code="key_disabled")
     if key.expires is not None and key.expires <= datetime.now(UTC):
         raise AuthError(f"API key {key.id} expired at {key.expires.isoformat()}", code="key_expired")
+    return key
+
+
+def check_ip(key: KeyRuntime, ip: str) -> None:
     if not key.allows_ip(ip):
         raise PermissionDenied(f"API key {key.id} may not be used from {ip}", code="ip_not_allowed")
-    return key
 
 
 def authenticate_admin(snapshot: Snapshot, secret: str | None) -> AdminRuntime:

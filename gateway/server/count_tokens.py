@@ -37,6 +37,7 @@ from .admission import Prepared
 from .count_shapes import check_anthropic, check_gemini
 from .exchange import Exchange
 from .http import send_error
+from .intake import discard_body
 from .native import prepare_anthropic, prepare_gemini
 from .state import WorkerState
 
@@ -245,14 +246,22 @@ def handler(family: Family) -> Handler:
     async def handle(state: WorkerState, scope: Any, proto: Any) -> None:
         snap = state.store.current
         x = Exchange(family.endpoint, usage=TokenUsage(source="none"))  # free: never priced
+        err: GatewayError | None = None
         try:
             await count(state, snap, scope, proto, family, x)
-        except GatewayError as err:
-            x.fail(err)
-            send_error(proto, err, family.name, headers=[("x-request-id", x.request_id)])
+        except GatewayError as exc:
+            err = exc
+        except Exception:  # a bug: still answered, and recorded, under the request's id
+            log.exception("unhandled error on %s %s", scope.method, scope.path)
+            err = GatewayError("internal error in the gateway; see its log")
         finally:
+            if err is not None:
+                x.fail(err)
+                send_error(proto, err, family.name, headers=[("x-request-id", x.request_id)])
             state.count(family.endpoint, x.status)
             state.recorder.record(x.to_record(snap))  # no tokens, no cost; limits untouched
+        if err is not None:  # answered early: drop the body the client may still be sending
+            await discard_body(scope, proto)
 
     return handle
 

@@ -1,14 +1,18 @@
-"""RSGI plumbing: request body with a size limit (and, for JSON endpoints, its content type and
-UTF-8 checked), client address, JSON and error responses in the client's API shape (OpenAI by
+"""RSGI plumbing: request body (read by intake.py; for JSON endpoints, its content type and
+UTF-8 checked here), client address, JSON and error responses in the client's API shape (OpenAI by
 default; Anthropic, Gemini and midjourney-proxy on their own paths)."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote
 
 import msgspec
 
-from ..errors import BodyTooLarge, GatewayError, InvalidRequest, UnsupportedMediaType
+from ..errors import GatewayError, InvalidRequest, UnsupportedMediaType
+from .intake import read_body
+
+__all__ = ["read_body"]  # re-exported: the body is read by intake.py
 
 Headers = list[tuple[str, str]]
 JSON = "application/json"
@@ -19,9 +23,11 @@ _GEMINI_STATUS = {
     403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
     405: "NOT_FOUND",
+    408: "DEADLINE_EXCEEDED",
     413: "INVALID_ARGUMENT",
     415: "INVALID_ARGUMENT",
     429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
     500: "INTERNAL",
     502: "UNAVAILABLE",
     503: "UNAVAILABLE",
@@ -33,32 +39,20 @@ _ANTHROPIC_TYPE = {
     403: "permission_error",
     404: "not_found_error",
     405: "invalid_request_error",
+    408: "invalid_request_error",
     413: "request_too_large",
     415: "invalid_request_error",
     429: "rate_limit_error",
+    499: "invalid_request_error",
     529: "overloaded_error",
 }
 # midjourney-proxy result codes for the gateway's own refusals (the HTTP status tells them apart)
-_MJ_CODES = {400: 4, 401: 4, 403: 4, 404: 3, 405: 4, 413: 4, 415: 4, 429: 23}
-
-
-# A body declared too large is still read (and dropped, chunk by chunk) up to this size before the
-# 413: answering while the client is still sending makes many clients see a connection reset
-# instead of the error.
-DRAIN_CAP = 64 << 20
-
-
-async def read_body(scope: Any, proto: Any, limit: int) -> bytes:
-    length = scope.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        if int(length) <= DRAIN_CAP:
-            async for _chunk in proto:
-                pass
-        raise BodyTooLarge(f"request body of {length} bytes is over the limit of {limit} bytes")
-    body: bytes = await proto()
-    if len(body) > limit:
-        raise BodyTooLarge(f"request body is over the limit of {limit} bytes")
-    return body
+_MJ_CODES = {400: 4, 401: 4, 403: 4, 404: 3, 405: 4, 408: 4, 413: 4, 415: 4, 429: 23, 499: 4}
+# Gemini's verbs, also served under /v1/models/{model}:{verb} (google-genai's api_version="v1");
+# OpenAI model ids may hold colons too (ft:...), but never end in one of these.
+GEMINI_VERBS = frozenset(
+    {"generateContent", "streamGenerateContent", "countTokens", "embedContent", "batchEmbedContents"}
+)
 
 
 # Read as JSON too, as the OpenAI API and other gateways do: `curl -d` sends form-urlencoded and
@@ -86,7 +80,9 @@ def family_of(path: str) -> str:
     """The error shape of a path: its API family's."""
     if path.startswith("/v1/messages"):
         return "anthropic"
-    if path.startswith("/v1beta/"):
+    if path.startswith("/v1beta/") or (
+        path.startswith("/v1/models/") and unquote(path).rpartition(":")[2] in GEMINI_VERBS
+    ):
         return "gemini"
     if "/mj/" in path and not path.startswith("/v1"):
         return "midjourney"

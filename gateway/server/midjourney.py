@@ -22,7 +22,9 @@ import msgspec
 from ..errors import InvalidRequest, UpstreamError
 from ..midjourney.tasks import TaskRow
 from ..providers import midjourney as wire
-from .http import JSON, json_body, read_body
+from ..providers.openai_wire import TOO_DEEP
+from .http import JSON, json_body
+from .intake import read_body
 from .mj_common import (
     Handler,
     MjRuntime,
@@ -105,13 +107,15 @@ async def image_seed(state: WorkerState, scope: Any, proto: Any) -> None:
 async def list_by_condition(state: WorkerState, scope: Any, proto: Any, mode: str | None) -> None:
     snap = state.store.current
     key = mj_key(state, snap, scope)
-    body = await read_body(scope, proto, 1 << 20)
+    body = await read_body(scope, proto, 1 << 20, state.settings.body_timeout_s)
     ids: list[str] | None = None
     if body.strip():
         try:
             ids = msgspec.json.decode(json_body(scope, body), type=wire.ListCondition).ids or None
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise InvalidRequest(f'send {{"ids": ["<task id>", ...]}}: {exc}', param="ids") from None
+        except RecursionError:  # msgspec on absurdly nested JSON
+            raise InvalidRequest(TOO_DEEP, param="ids") from None
     mj = runtime(state)
     tasks = await mj.store.owned(key.id, ids, _LIST_LIMIT)
     tasks = await _refresh_all(state, mj, tasks, mode)

@@ -17,12 +17,13 @@ from ..providers.midjourney import SECRET_HEADER
 from ..providers.registry import adapter_for
 from ..providers.transport import UpstreamConnectError, UpstreamTimeout
 from .auth import authenticate, presented_key
+from .exchange import Exchange
 from .http import JSON, Headers, client_ip, send_error
+from .intake import authenticate_request, discard_body
 from .state import WorkerState
 
 log = logging.getLogger("tollgate.midjourney")
 Handler = Callable[[WorkerState, Any, Any], Awaitable[None]]
-
 
 
 class MjRuntime:
@@ -58,14 +59,21 @@ def mj_endpoint(fn: Handler) -> Handler:
         except Exception:
             log.exception("unhandled error on %s %s", scope.method, scope.path)
             send_mj_error(proto, GatewayError("internal error in the gateway; see its log"))
+        else:
+            return
+        await discard_body(scope, proto)  # answered early: drop the body the client may still send
 
     return handle
 
 
-def mj_key(state: WorkerState, snap: Snapshot, scope: Any) -> KeyRuntime:
-    """`Authorization: Bearer <key>` or the proxy's own `mj-api-secret: <key>`."""
+def mj_key(state: WorkerState, snap: Snapshot, scope: Any, x: Exchange | None = None) -> KeyRuntime:
+    """`Authorization: Bearer <key>` or the proxy's own `mj-api-secret: <key>`; recorded on `x`
+    (a billed endpoint's exchange) even when the key's IP allow-list refuses the request."""
     secret = presented_key(scope, (SECRET_HEADER,))
-    return authenticate(snap, secret, client_ip(scope, state.settings.trust_forwarded))
+    ip = client_ip(scope, state.settings.trust_forwarded)
+    if x is None:
+        return authenticate(snap, secret, ip)
+    return authenticate_request(snap, secret, ip, x)
 
 
 def task_not_found(task_id: str) -> NotFound:

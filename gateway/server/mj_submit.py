@@ -9,26 +9,18 @@ one usage row; an accepted one (code 1 or 22) is billed its action's price.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 
 from ..config.snapshot import KeyRuntime, ProviderRuntime, RouteTarget, Snapshot
-from ..errors import GatewayError, InvalidRequest, UpstreamError
-from ..midjourney.actions import (
-    MODAL_OPENERS,
-    BadAction,
-    action_cost,
-    change_action,
-    custom_id_action,
-    endpoint_action,
-    parse_simple_change,
-    task_action_name,
-)
+from ..errors import GatewayError, UpstreamError
+from ..midjourney.actions import MODAL_OPENERS, action_cost, task_action_name
 from ..midjourney.tasks import TaskRow
 from ..providers import midjourney as wire
 from ..providers.openai_wire import Head
@@ -36,7 +28,8 @@ from ..routing.select import candidates
 from ..usage.record import TokenUsage, UsageRecord
 from .auth import check_model
 from .exchange import Exchange
-from .http import client_ip, json_body, read_body, send_json
+from .http import client_ip, json_body, send_json
+from .intake import discard_body, read_body
 from .mj_common import (
     MjRuntime,
     Unreachable,
@@ -47,19 +40,12 @@ from .mj_common import (
     scrub,
     send_mj_error,
 )
+from .mj_parse import Submit, parse
 from .relay import admit, decide
 from .state import WorkerState
 
+log = logging.getLogger("tollgate.midjourney")
 DEFAULT_MODEL = "midjourney"  # the model (or alias) new Midjourney tasks are routed as
-S = TypeVar("S")
-
-
-@dataclass(slots=True)
-class Submit:
-    action: str  # the billed action, e.g. mj_upscale
-    task_ref: str | None = None  # the client's id of the task acted on (follow-ups)
-    rest: str = ""  # simple-change: what follows the task id, e.g. "U1"
-    prompt: str = ""
 
 
 @dataclass(slots=True)
@@ -71,73 +57,17 @@ class Plan:
     follow_up: bool
 
 
-def _decode(body: bytes, kind: type[S]) -> S:
-    if not body.strip():
-        raise InvalidRequest("the request body is empty; send a JSON object")
-    try:
-        return msgspec.json.decode(body, type=kind)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise InvalidRequest(f"invalid request body: {exc}") from None
-
-
-def parse(endpoint: str, body: bytes) -> Submit:
-    try:
-        return _parse(endpoint, body)
-    except BadAction as exc:
-        raise InvalidRequest(str(exc)) from None
-
-
-def _parse(endpoint: str, body: bytes) -> Submit:
-    if endpoint in ("imagine", "shorten"):
-        prompt = _decode(body, wire.Imagine).prompt
-        if not prompt.strip():
-            raise InvalidRequest("prompt is required", param="prompt")
-        return Submit(endpoint_action(endpoint), prompt=prompt)
-    if endpoint == "blend":
-        if not 2 <= len(_decode(body, wire.Blend).base64Array) <= 5:
-            raise InvalidRequest("base64Array needs 2 to 5 images", param="base64Array")
-        return Submit("mj_blend")
-    if endpoint == "describe":
-        describe = _decode(body, wire.Describe)
-        if not (describe.base64 or describe.link):
-            raise InvalidRequest("base64 (or link) is required", param="base64")
-        return Submit("mj_describe")
-    if endpoint == "action":
-        act = _decode(body, wire.Action)
-        _require_task(act.taskId)
-        return Submit(custom_id_action(act.customId), act.taskId)
-    if endpoint == "change":
-        change = _decode(body, wire.Change)
-        _require_task(change.taskId)
-        action = change_action(change.action)
-        if action != "mj_reroll" and change.index not in (1, 2, 3, 4):
-            raise InvalidRequest("index must be 1 to 4", param="index")
-        return Submit(action, change.taskId)
-    if endpoint == "simple-change":
-        simple = parse_simple_change(_decode(body, wire.SimpleChange).content)
-        return Submit(change_action(simple.action), simple.task_id, rest=simple.rest)
-    if endpoint == "modal":
-        modal = _decode(body, wire.Modal)
-        _require_task(modal.taskId)
-        return Submit("mj_modal", modal.taskId)
-    raise InvalidRequest(f"unknown submit endpoint {endpoint}")
-
-
-def _require_task(task_id: str) -> None:
-    if not task_id.strip():
-        raise InvalidRequest("taskId is required", param="taskId")
-
-
 async def handle_submit(state: WorkerState, scope: Any, proto: Any, endpoint: str, mode: str | None) -> None:
     snap = state.store.current
     x = Exchange(f"mj/submit/{endpoint}")
     admission = None
     cost: Decimal | None = None
+    err: GatewayError | None = None
     try:
         mj = runtime(state)
-        body = await read_body(scope, proto, snap.settings.max_body_bytes)
+        key = mj_key(state, snap, scope, x)  # before any of the body is read
+        body = await read_body(scope, proto, snap.settings.max_body_bytes, state.settings.body_timeout_s)
         x.body_bytes = len(body)
-        key = x.key = mj_key(state, snap, scope)
         req = parse(endpoint, json_body(scope, body))
         ip = client_ip(scope, state.settings.trust_forwarded)
         plan = await _plan(state, snap, mj, key, req, body, x, ip)
@@ -159,15 +89,23 @@ async def handle_submit(state: WorkerState, scope: Any, proto: Any, endpoint: st
             result.result = await _store(mj, snap, x, key, req, provider, target, result, mode, cost)
         headers = [("x-request-id", x.request_id), ("x-tollgate-provider", provider.id), *admission.headers]
         send_json(proto, 200, result, headers)
-    except GatewayError as err:
-        x.fail(err)
-        send_mj_error(proto, err, [("x-request-id", x.request_id), *(admission.headers if admission else [])])
+    except GatewayError as exc:
+        err = exc
+    except Exception:  # a bug: still answered, and recorded, under the request's id
+        log.exception("unhandled error on %s %s", scope.method, scope.path)
+        err = GatewayError("internal error in the gateway; see its log")
     finally:
+        if err is not None:
+            x.fail(err)
+            extra = admission.headers if admission else []
+            send_mj_error(proto, err, [("x-request-id", x.request_id), *extra])
         record = usage_row(snap, x, cost)
         state.count(x.endpoint, x.status)
         state.recorder.record(record)
         if admission is not None:
             await state.limiter.settle(admission, record)
+    if err is not None:  # answered early: drop the body the client may still be sending
+        await discard_body(scope, proto)
 
 
 async def _plan(

@@ -20,13 +20,14 @@ import msgspec
 
 from ..config.snapshot import Snapshot
 from ..errors import GatewayError, InvalidRequest, NotFound
-from ..providers.openai_wire import Head, Tokens, decode_head
+from ..providers.openai_wire import TOO_DEEP, Head, Tokens, decode_head
 from .admission import Prepared, admit
 from .auth import authenticate, presented_key
 from .exchange import Exchange
 from .gemini_array import JsonArrayProto, wants_json_array
 from .gemini_models import gemini_model
-from .http import client_ip, json_body, read_body, send_error, send_json
+from .http import client_ip, json_body, send_error, send_json
+from .intake import authenticate_request, read_body
 from .state import WorkerState
 
 Handler = Callable[[WorkerState, Any, Any], Awaitable[None]]
@@ -40,11 +41,10 @@ BODY_FIELD = {"embedContent": "content", "batchEmbedContents": "requests"}  # el
 async def prepare_anthropic(
     state: WorkerState, snap: Snapshot, scope: Any, proto: Any, x: Exchange
 ) -> Prepared:
-    body = await read_body(scope, proto, snap.settings.max_body_bytes)
-    x.body_bytes = len(body)
     ip = client_ip(scope, state.settings.trust_forwarded)
-    key = authenticate(snap, presented_key(scope, ("x-api-key",)), ip)
-    x.key = key
+    key = authenticate_request(snap, presented_key(scope, ("x-api-key",)), ip, x)
+    body = await read_body(scope, proto, snap.settings.max_body_bytes, state.settings.body_timeout_s)
+    x.body_bytes = len(body)
     # model, stream, messages, max_tokens, metadata: the same names as OpenAI's
     head = decode_head(json_body(scope, body))
     if head.messages is None:
@@ -90,19 +90,20 @@ async def prepare_gemini(
     state: WorkerState, snap: Snapshot, scope: Any, proto: Any, x: Exchange
 ) -> Prepared:
     model, verb = gemini_target(scope.path)
-    body = await read_body(scope, proto, snap.settings.max_body_bytes)
-    x.body_bytes = len(body)
     ip = client_ip(scope, state.settings.trust_forwarded)
-    key = authenticate(snap, gemini_key(scope), ip)
-    x.key = key
+    key = authenticate_request(snap, gemini_key(scope), ip, x)
+    body = await read_body(scope, proto, snap.settings.max_body_bytes, state.settings.body_timeout_s)
+    x.body_bytes = len(body)
     json_body(scope, body)
     if not body:
         field = BODY_FIELD.get(verb, "contents")
         raise InvalidRequest(f"the request body is empty; send a JSON object with `{field}`", param=field)
     try:
         doc = _gemini_head.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:  # too deep: 400
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise InvalidRequest(f"invalid request body: {exc}") from None
+    except RecursionError:  # msgspec on absurdly nested JSON
+        raise InvalidRequest(TOO_DEEP) from None
     config = doc.generationConfig
     head = Head(model=model, stream=GEMINI_VERBS.get(verb, False), messages=doc.contents or [],
                 max_tokens=config.maxOutputTokens if config else None)

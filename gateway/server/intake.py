@@ -1,0 +1,140 @@
+"""Request bodies: read only after the client is authenticated (the callers' order), never kept
+beyond the endpoint's limit whatever the framing, and a body that ends badly is a client error.
+
+What granian 2.8 shows of a body, measured over real sockets:
+- framed by Content-Length (and no Transfer-Encoding): hyper never delivers more than the
+  declared length, which was checked against the limit, so `await proto()` (one call, the fast
+  path) is safe. It raises ProtocolClosed when the connection ends before the declared length:
+  with this framing the only cause is a client that went away -> BodyCut, recorded as 499.
+- chunked (or anything else): read chunk by chunk, refused as soon as it passes the limit.
+  The iterator turns an error into an empty chunk followed by its (empty) end, while data chunks
+  are never empty: an empty chunk with anything after it is a failed body. Malformed framing (a
+  bad chunk size, a body that is not chunked at all) and a connection cut mid-body look alike
+  there -> MalformedBody, a 400 that a client still connected reads. (A chunked body with
+  trailers looks alike too; no API client sends them.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+# granian.rsgi re-exports these as ProtocolClosed / ProtocolError; the stub names them here
+from granian._granian import RSGIProtocolClosed as ProtocolClosed
+from granian._granian import RSGIProtocolError as ProtocolError
+
+from ..config.snapshot import KeyRuntime, Snapshot
+from ..errors import BodyTooLarge, ClientError, InvalidRequest
+from .auth import check_ip, identify
+from .exchange import Exchange
+
+# After an early answer (a refusal before the body was read, or a body over the limit) what the
+# client still sends is read and dropped, up to DRAIN_CAP bytes and DRAIN_S seconds: hyper closes
+# a connection whose request body was not read to its end, and data left unread makes the kernel
+# reset it, so many clients would see a reset instead of the answer. Nothing drained is kept.
+DRAIN_CAP = 64 << 20
+DRAIN_S = 10.0
+BODY_TIMEOUT_S = 300.0  # the whole body, however framed (ServeSettings.body_timeout_s)
+
+
+class BodyCut(ClientError):
+    """The client went away before the end of its body: nobody is left to answer."""
+
+    status = 499
+    code = "client_disconnected"
+
+
+class MalformedBody(InvalidRequest):
+    code = "malformed_body"
+
+
+class BodyTimeout(ClientError):
+    status = 408
+    code = "request_timeout"
+
+
+def authenticate_request(snap: Snapshot, secret: str | None, ip: str, x: Exchange) -> KeyRuntime:
+    """The request's key, before its body is read; recorded on `x` even when its IP is refused."""
+    key = x.key = identify(snap, secret)
+    check_ip(key, ip)
+    return key
+
+
+def content_length(scope: Any) -> int | None:
+    """The declared length when hyper frames the body by it (no Transfer-Encoding)."""
+    if scope.headers.get("transfer-encoding") is not None:
+        return None
+    length = scope.headers.get("content-length")
+    return int(length) if length is not None and str(length).isdigit() else None
+
+
+async def read_body(scope: Any, proto: Any, limit: int, timeout: float = BODY_TIMEOUT_S) -> bytes:
+    declared = content_length(scope)
+    if declared is not None and declared > limit:
+        raise BodyTooLarge(f"request body of {declared} bytes is over the limit of {limit} bytes")
+    try:
+        async with asyncio.timeout(timeout):
+            if declared is not None or not hasattr(type(proto), "__aiter__"):
+                body = await _whole(proto, declared)
+            else:
+                body = await _chunks(proto, limit)
+    except TimeoutError:
+        raise BodyTimeout(f"the request body was not received within {timeout:g} seconds") from None
+    if len(body) > limit:  # an RSGI protocol without streaming (test doubles): checked after
+        raise BodyTooLarge(f"request body is over the limit of {limit} bytes")
+    return body
+
+
+async def _whole(proto: Any, declared: int | None) -> bytes:
+    try:
+        body: bytes = await proto()
+    except ProtocolClosed:
+        raise BodyCut(
+            f"the connection ended before the end of the {declared}-byte request body"
+        ) from None
+    return body
+
+
+async def _chunks(proto: Any, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    ended = False
+    try:
+        async for chunk in proto:
+            if ended:
+                raise _malformed()
+            if not chunk:
+                ended = True  # the end, unless more follows (then it marked an error)
+                continue
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(f"request body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ProtocolClosed:
+        raise _malformed() from None
+    return b"".join(chunks)
+
+
+def _malformed() -> MalformedBody:
+    return MalformedBody(
+        "the request body is malformed: invalid chunked framing, or the body ended before its last chunk"
+    )
+
+
+async def discard_body(scope: Any, proto: Any) -> None:
+    """Read and drop the rest of the body after an early answer (see DRAIN_CAP): where a read
+    stopped (over the limit), the whole body when it was never read, nothing when it was."""
+    declared = content_length(scope)
+    if declared is not None and declared > DRAIN_CAP:
+        return  # too much to be worth reading: the connection closes at once
+    start = getattr(proto, "__aiter__", None)
+    if start is None:
+        return
+    with contextlib.suppress(ProtocolError):
+        start()  # raises once the body was taken: by `proto()` (nothing left) or by a stopped read
+    drained = 0
+    with contextlib.suppress(TimeoutError, StopAsyncIteration, ProtocolClosed, ProtocolError):
+        async with asyncio.timeout(DRAIN_S):
+            while drained <= DRAIN_CAP:
+                drained += len(await proto.__anext__())
