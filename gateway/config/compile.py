@@ -11,9 +11,12 @@ import zoneinfo
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from msgspec import structs
+
 from ..policy.cel import PRICE_VARIABLES, RULE_VARIABLES, CelCompileError, compile_expr
 from ..policy.rules import CompiledRule, RuleSet
-from .envsubst import BadReference, MissingEnv, has_missing, interpolate
+from ..redact import Redactor, is_secret_header
+from .envsubst import BadReference, MissingEnv, has_missing, interpolate, referenced_values
 from .headers import check_headers
 from .keys import KeyCompiler
 from .load import Loc, Located, RawBundle
@@ -36,6 +39,8 @@ class Compiler:
         self.providers: dict[str, ProviderRuntime] = {}
         self.routes: dict[str, Route] = {}
         self.groups: dict[str, GroupRuntime] = {}
+        self.secrets: set[str] = set()  # masked in everything the gateway sends: gateway/redact.py
+        self.env_values: set[str] = set()  # also masked in bundle problems, whatever field they are in
 
     def error(self, loc: Loc, message: str, *sub: str | int) -> None:
         self.problems.append(self.raw.problem(loc, message, *sub))
@@ -50,8 +55,10 @@ class Compiler:
         rules = self.compile_rules()
         prices = self.compile_prices()
         self.check_pricing(prices)
-        if self.problems:
-            raise BundleError(self.problems)
+        if self.problems:  # a message may quote a value that came from the environment
+            quiet = Redactor(self.secrets | self.env_values)
+            raise BundleError([structs.replace(p, message=quiet.text(p.message)) for p in self.problems])
+        redactor = Redactor(self.secrets)
         return Snapshot(
             revision=revision,
             loaded_at=datetime.now(UTC),
@@ -65,7 +72,8 @@ class Compiler:
             admins_by_hash=admins,
             prices=prices,
             rules=rules,
-            warnings=tuple(str(w) for w in self.warnings),
+            warnings=tuple(redactor.text(str(w)) for w in self.warnings),
+            redactor=redactor,
         )
 
     # settings -------------------------------------------------------------------------------
@@ -96,6 +104,8 @@ class Compiler:
         keys = tuple(self.interpolate(k, loc, "api_keys", i) for i, k in enumerate(spec.api_keys))
         values = [(h, self.interpolate(v, loc, "headers", h)) for h, v in spec.headers.items()]
         headers = self.compile_headers(loc, values, "headers")
+        self.secrets.update(keys)
+        self.secrets.update(v for h, v in values if is_secret_header(h, spec.headers[h]))
         if kind in URL_REQUIRED_KINDS and not spec.base_url:
             self.error(loc, f'provider kind "{kind}" needs a base_url', "base_url")
         elif (
@@ -103,7 +113,7 @@ class Compiler:
             and not base_url.startswith(("http://", "https://"))
             and not (self.allow_missing_env and has_missing(spec.base_url, self.env))
         ):
-            self.error(loc, f'base_url "{base_url}" must start with http:// or https://', "base_url")
+            self.error(loc, f'base_url "{spec.base_url}" must start with http:// or https://', "base_url")
         if kind not in KEYLESS_KINDS and not spec.api_keys:
             self.error(loc, f'provider kind "{kind}" needs at least one api_keys entry', "api_keys")
         return ProviderRuntime(
@@ -121,6 +131,7 @@ class Compiler:
         )
 
     def interpolate(self, text: str, loc: Loc, *sub: str | int) -> str:
+        self.env_values.update(referenced_values(text, self.env))
         try:
             return interpolate(text, self.env, allow_missing=self.allow_missing_env)
         except (MissingEnv, BadReference) as exc:

@@ -44,3 +44,8 @@ def has_missing(text: str, env: Mapping[str, str]) -> bool:
     """Whether `text` refers to a variable that is unset or empty and has no default (under
     `allow_missing` its value is a `<NAME>` placeholder, not what the gateway would use)."""
     return any(not env.get(m.group(1)) and m.group(2) is None for m in _VAR.finditer(text))
+
+
+def referenced_values(text: str, env: Mapping[str, str]) -> list[str]:
+    """The environment values `text` refers to: secrets, whatever field they end up in."""
+    return [value for m in _VAR.finditer(text) if (value := env.get(m.group(1)))]

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..policy.cel import CompiledExpr
 from ..policy.rules import RuleSet
+from ..redact import NOTHING, Redactor
 from .types import Budget, Limits, Price, Provider, Settings, Timeouts
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -145,6 +146,7 @@ class Snapshot:
     prices: dict[str, PriceRuntime]
     rules: RuleSet
     warnings: tuple[str, ...] = field(default=())
+    redactor: Redactor = NOTHING  # every configured secret, masked in what leaves the gateway
 
     def key_for(self, secret: str) -> KeyRuntime | None:
         # Lookup by SHA-256 digest: timing depends on the digest, not on the secret's prefix.

@@ -168,7 +168,10 @@ class H1Response:
                     self.conn.transport.resume_reading()
                 yield data
             elif self._error is not None:
-                raise self._error
+                # a fresh exception each time: the stored one would keep the raising frames (and
+                # the client's response stream they hold) alive in a reference cycle, and granian
+                # ends a streamed response only when its transport object is freed
+                raise type(self._error)(*self._error.args)
             elif self.complete:
                 return
             else:
@@ -212,7 +215,7 @@ class _HostPool:
         await self.slots.acquire()
         while self.idle:
             conn = self.idle.pop()
-            if not conn.closed:
+            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
                 conn.busy = True
                 return conn
         try:
@@ -263,24 +266,25 @@ class H1Client:
         head.append(f"content-length: {len(body or b'')}\r\n\r\n")
         wire = "".join(head).encode("latin-1") + (body or b"")
         pool = self._pool(scheme, host, port)
-        for _ in range(2):  # a reused connection the upstream closed meanwhile: retry once, fresh
-            conn = await pool.get(timeouts.connect)
-            response = H1Response(conn, timeouts)
-            conn.response = response
-            assert conn.transport is not None
-            conn.transport.write(wire)
-            try:
-                await response.wait_head()
-                return response
-            except UpstreamConnectError:
-                conn.abort()
-                if not conn.reused or response.touched:
-                    raise
-            except BaseException:  # timeout, or the caller was cancelled: drop the request
-                response.fail(UpstreamTimeout("abandoned"))
-                conn.abort()
-                raise
-        raise UpstreamConnectError("upstream closed the connection")
+        conn = await pool.get(timeouts.connect)  # never one already known to be closed
+        response = H1Response(conn, timeouts)
+        conn.response = response
+        assert conn.transport is not None
+        conn.transport.write(wire)
+        try:
+            await response.wait_head()
+        except UpstreamConnectError as exc:
+            # Once written, the request may have been read and acted on: never resent here (the
+            # relay decides, and counts it as an attempt).
+            conn.abort()
+            if conn.reused and not response.touched:
+                raise UpstreamConnectError(f"{exc} (a reused keep-alive connection)") from None
+            raise
+        except BaseException:  # timeout, or the caller was cancelled: drop the request
+            response.fail(UpstreamTimeout("abandoned"))
+            conn.abort()
+            raise
+        return response
 
     async def aclose(self) -> None:
         for pool in self._pools.values():

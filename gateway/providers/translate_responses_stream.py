@@ -36,6 +36,11 @@ class ChatToResponsesTap:
         self._buffer: list[str] = []  # the open item's text or arguments so far
         self._finish: str | None = None
 
+    @property
+    def sequence(self) -> int:
+        """The next event's sequence_number (for an error event the relay appends)."""
+        return self._seq
+
     def feed(self, chunk: bytes) -> bytes:
         return b"".join(self._event(data) for _, data in self._reader.feed(chunk))
 

@@ -1,18 +1,33 @@
 """Relaying an upstream's answer to the client: whole, or streamed event by event through the
-codec's tap (no buffering beyond an incomplete SSE event)."""
+codec's tap (no buffering beyond an incomplete SSE event).
+
+What the client gets is what the usage row says: a whole answer that is cut, or that is not the
+API's JSON, becomes a 502 in the client's shape (raised here, answered at the error boundary);
+a stream cut after its first bytes ends with an error event in the client's format. Every byte
+passes the snapshot's redactor (an upstream may echo the credentials it was sent).
+"""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
+import msgspec
+
 from ..config.snapshot import RouteTarget
+from ..errors import UpstreamError
 from ..providers.base import UpstreamResponse
-from ..providers.codec import Codec, Outgoing
+from ..providers.codec import Codec, Outgoing, StreamTap
+from ..providers.stream_abort import CUT_CODE, cut_event
 from ..providers.transport import UpstreamConnectError, UpstreamTimeout
+from ..redact import Redactor
 from .admission import Prepared
 from .exchange import Exchange
 
 _FORWARD_HEADERS = ("content-type", "openai-processing-ms", "retry-after")
+_CUT = (UpstreamTimeout, UpstreamConnectError, OSError)
+# answers that may legitimately be something other than JSON (audio bytes; text/srt/vtt transcripts)
+_NOT_JSON_ENDPOINTS = frozenset({"audio/speech", "audio/transcriptions", "audio/translations"})
 
 
 def response_headers(
@@ -41,27 +56,68 @@ async def deliver(
     p: Prepared,
     target: RouteTarget,
     x: Exchange,
+    redactor: Redactor,
 ) -> None:
     is_sse = "text/event-stream" in str(response.headers.get("content-type", ""))
     x.status = response.status
-    if not (p.head.stream and is_sse):
-        data, x.usage = codec.response(await response.read(), out)
-        x.mark_first_byte()
-        proto.response_bytes(response.status, response_headers(response, target, x, p, False), data)
+    if p.head.stream and is_sse:
+        await _stream(proto, response, codec.stream(out), p, target, x, redactor)
         return
-    tap = codec.stream(out)
+    raw = await _read_whole(response, target)
+    problem = body_problem(x.endpoint, str(response.headers.get("content-type") or ""), raw)
+    if problem is not None:
+        raise UpstreamError(f"upstream {target.provider} answered HTTP {response.status} with {problem}",
+                            code="upstream_bad_response")
+    data, x.usage = codec.response(raw, out)
+    x.mark_first_byte()
+    headers = response_headers(response, target, x, p, False)
+    proto.response_bytes(response.status, headers, redactor.data(data))
+
+
+async def _read_whole(response: UpstreamResponse, target: RouteTarget) -> bytes:
+    try:
+        return await response.read()
+    except _CUT as exc:
+        # The upstream started answering, so it may have done the work: not retried.
+        raise UpstreamError(f"upstream {target.provider} cut its answer short ({_reason(exc)})",
+                            code="upstream_response_cut") from None
+    finally:
+        await response.aclose()
+
+
+def body_problem(endpoint: str, content_type: str, raw: bytes) -> str | None:
+    """Why a successful whole answer is not what the API promises, or None."""
+    media = content_type.partition(";")[0].strip().lower()
+    if "html" in media:
+        return "an HTML page instead of the API's JSON"
+    if endpoint in _NOT_JSON_ENDPOINTS:
+        return None
+    try:
+        msgspec.json.decode(raw, type=msgspec.Raw)  # validates the syntax without building objects
+    except msgspec.DecodeError:
+        return "a body that is not valid JSON"
+    return None
+
+
+async def _stream(
+    proto: Any, response: UpstreamResponse, tap: StreamTap, p: Prepared, target: RouteTarget, x: Exchange,
+    redactor: Redactor,
+) -> None:
     transport = proto.response_stream(response.status, response_headers(response, target, x, p, True))
     try:
         async for chunk in response.chunks():
             data = tap.feed(chunk)
             if data:
                 x.mark_first_byte()
-                await transport.send_bytes(data)
+                await transport.send_bytes(redactor.data(data) if redactor else data)
         rest = tap.flush()
         if rest:
-            await transport.send_bytes(rest)
-    except (UpstreamTimeout, UpstreamConnectError, OSError) as exc:
-        x.error_type = f"upstream_stream_cut:{type(exc).__name__}"
+            await transport.send_bytes(redactor.data(rest))
+    except _CUT as exc:
+        x.error_type = f"{CUT_CODE}:{type(exc).__name__}"
+        message = f"upstream {target.provider} cut the stream short ({_reason(exc)}): answer incomplete"
+        with contextlib.suppress(RuntimeError):  # the client may be gone too
+            await transport.send_bytes(cut_event(p.client_family, x.endpoint, message, tap))
     except RuntimeError:  # granian: the client is gone (RSGIProtocolClosed)
         x.cancelled = True
     finally:
@@ -70,3 +126,9 @@ async def deliver(
         if tap.usage is None:  # the estimate needs the relayed text; counting it is not free
             x.relayed_chars = tap.chars
         await response.aclose()
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, UpstreamTimeout):
+        return "read timeout"
+    return str(exc) or type(exc).__name__

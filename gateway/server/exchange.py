@@ -65,6 +65,10 @@ class Exchange:
         self.status = err.status
         self.error_type = err.code or err.type
 
+    def elapsed(self) -> float:
+        """Seconds since the request arrived."""
+        return time.perf_counter() - self.t0
+
     def mark_first_byte(self) -> None:
         if self.ttft_ms is None:
             self.ttft_ms = (time.perf_counter() - self.t0) * 1000

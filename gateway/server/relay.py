@@ -11,13 +11,14 @@ from typing import Any
 
 import msgspec
 
-from ..config.snapshot import RouteTarget, Snapshot
+from ..config.snapshot import ProviderRuntime, RouteTarget, Snapshot
 from ..errors import GatewayError, UpstreamError
 from ..providers import all_codecs  # noqa: F401  (registers every codec)
 from ..providers.base import UpstreamCall, UpstreamResponse
 from ..providers.codec import Codec, NoCodec, Outgoing, codec_for
 from ..providers.registry import adapter_for
 from ..providers.transport import UpstreamConnectError, UpstreamTimeout
+from ..redact import Redactor
 from ..routing.select import candidates
 from .admission import MULTIPART_ENDPOINTS, Prepared, admit, decide, estimate_tokens, prepare
 from .deliver import deliver
@@ -54,8 +55,12 @@ async def relay(state: WorkerState, snap: Snapshot, proto: Any, x: Exchange, p: 
         except GatewayError:
             breaker.success()  # the upstream answered; the request itself was refused
             raise
+        try:
+            await deliver(proto, response, codec, out, p, target, x, snap.redactor)
+        except UpstreamError:  # a cut or unreadable answer: not retried (it may have run), but counted
+            breaker.failure()
+            raise
         breaker.success()
-        await deliver(proto, response, codec, out, p, target, x)
         return
     raise exhausted(p, x, last)
 
@@ -96,12 +101,8 @@ async def attempt(
         provider=provider,
     )
     endpoint, body = codec.request(out)
-    tried: set[str] = set()
-    while True:
-        api_key = ring.pick(frozenset(tried))
-        if api_key is None:
-            raise AttemptFailed(provider.id, "every api key of this provider was refused", 502)
-        tried.add(api_key)
+    for api_key in ring.rotation():
+        check_budget(x, snap.settings.routing.max_attempts, provider)
         x.attempts += 1
         x.provider, x.served_model = provider.id, target.model
         call = UpstreamCall(
@@ -123,7 +124,7 @@ async def attempt(
             raise AttemptFailed(provider.id, f"connection failed ({exc})") from None
         if response.status < 400:
             return response, codec, out
-        detail = await upstream_error_detail(response, provider.api_keys)
+        detail = await upstream_error_detail(response, snap.redactor)
         if response.status in (401, 403):
             ring.bench(api_key)  # this key is refused; the provider's other keys may serve
             continue
@@ -134,6 +135,16 @@ async def attempt(
             status=response.status,
             code="upstream_error",
         )
+    raise AttemptFailed(provider.id, "every api key of this provider was refused", 502)
+
+
+def check_budget(x: Exchange, max_attempts: int, provider: ProviderRuntime) -> None:
+    """Every upstream delivery counts against `max_attempts` and the provider's total timeout,
+    whichever key or candidate it goes to."""
+    if x.attempts >= max_attempts:
+        raise AttemptFailed(provider.id, f"stopped after {x.attempts} attempt(s) (max_attempts)", 502)
+    if x.elapsed() >= provider.timeouts.total:
+        raise AttemptFailed(provider.id, "the total timeout passed before another attempt", 504)
 
 
 class _ErrorDoc(msgspec.Struct):
@@ -141,7 +152,7 @@ class _ErrorDoc(msgspec.Struct):
     message: str | None = None
 
 
-async def upstream_error_detail(response: UpstreamResponse, secrets: tuple[str, ...]) -> str:
+async def upstream_error_detail(response: UpstreamResponse, redactor: Redactor) -> str:
     """A short reason from an upstream error body, with the provider's keys scrubbed out."""
     try:
         raw = await response.read()
@@ -154,8 +165,4 @@ async def upstream_error_detail(response: UpstreamResponse, secrets: tuple[str, 
         text = (err.get("message") if isinstance(err, dict) else err) or doc.message or text
     except (msgspec.DecodeError, msgspec.ValidationError):
         pass
-    text = str(text)
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return text[:500]
+    return redactor.text(str(text))[:500]
