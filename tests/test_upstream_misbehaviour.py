@@ -190,11 +190,11 @@ def test_openai_stream_cut_ends_with_an_error(gw: GatewayProcess, model: str) ->
 def test_anthropic_stream_cut_ends_with_an_error_event(gw: GatewayProcess) -> None:
     a = anthropic.Anthropic(base_url=gw.url, api_key=KEY, max_retries=0, timeout=20)
     t0 = time.monotonic()
-    with a.messages.with_streaming_response.create(model="stream-reset", max_tokens=50, messages=HI,
-                                                  stream=True) as r:
-        with pytest.raises(anthropic.APIStatusError, match="upstream"):
-            for _ in r.parse():
-                pass
+    with (a.messages.with_streaming_response.create(model="stream-reset", max_tokens=50, messages=HI,
+                                                   stream=True) as r,
+          pytest.raises(anthropic.APIStatusError, match="upstream")):
+        for _ in r.parse():
+            pass
     assert time.monotonic() - t0 < 10
 
 
