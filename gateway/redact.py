@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Iterable
 
 MASK = "[redacted]"
-_MIN_LEN = 6  # shorter values ("1", "v1", "true") are not secrets, and masking them garbles text
+_MIN_LEN = 4  # shorter values ("1", "v1") are not secrets, and masking them would garble text
 
 
 class Redactor:

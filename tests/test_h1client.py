@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
+import time
 
 import pytest
 from aiohttp import web
@@ -22,6 +24,24 @@ class Server:
         self.closed = asyncio.Event()
         self.runner: web.AppRunner | None = None
         self.port = 0
+        self.requests = 0
+        self.transports: list[asyncio.BaseTransport] = []
+
+    async def close_idle(self) -> None:
+        """Close the server side of every connection a request came on (a keep-alive timeout)."""
+        for transport in self.transports:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)  # the FIN goes out now, whatever the loop does
+
+    async def reset(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        await request.read()
+        assert request.transport is not None
+        sock = request.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        request.transport.abort()
+        return web.Response()
 
     async def start(self) -> Server:
         app = web.Application()
@@ -29,6 +49,7 @@ class Server:
         app.router.add_post("/stream", self.stream)
         app.router.add_post("/slow", self.slow)
         app.router.add_post("/hang", self.hang)
+        app.router.add_post("/reset", self.reset)
         self.runner = web.AppRunner(app, handler_cancellation=True)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
@@ -38,6 +59,8 @@ class Server:
 
     async def json(self, request: web.Request) -> web.Response:
         assert request.transport is not None
+        self.requests += 1
+        self.transports.append(request.transport)
         self.peers.add(request.transport.get_extra_info("peername"))
         body = await request.read()
         return web.json_response({"echo": body.decode(), "auth": request.headers.get("authorization")})
@@ -115,19 +138,33 @@ def test_read_timeout_between_chunks() -> None:
     run(test)
 
 
-def test_stale_pooled_connection_is_retried_on_a_fresh_one() -> None:
+def test_stale_pooled_connection_is_replaced_before_writing() -> None:
+    """The upstream closed an idle keep-alive connection (its FIN is in the socket, not yet seen
+    by the event loop): the next request goes on a fresh connection, delivered exactly once."""
     async def test(server: Server, client: H1Client, url: str) -> None:
         r = await client.send("POST", f"{url}/json", {}, b"x", FAST)
         await r.read()
         pool = next(iter(client._pools.values()))
         assert len(pool.idle) == 1
-        # the server side closes the idle connection without the client noticing yet
         conn = pool.idle[0]
-        sock = conn.transport.get_extra_info("socket") if conn.transport else None
-        assert sock is not None
-        sock.shutdown(socket.SHUT_RD)
+        conn.idle_since -= 60  # idle long enough to be probed before reuse
+        await server.close_idle()
+        time.sleep(0.2)  # blocking on purpose: the FIN arrives while the loop cannot see it
+        assert not conn.closed
         r = await client.send("POST", f"{url}/json", {}, b"y", FAST)
         assert b'"echo": "y"' in await r.read()
+        assert server.requests == 2  # never resent
+
+    run(test)
+
+
+def test_a_written_request_is_never_resent() -> None:
+    """A reused connection reset after the upstream read the request: an error, not a resend."""
+    async def test(server: Server, client: H1Client, url: str) -> None:
+        await (await client.send("POST", f"{url}/json", {}, b"x", FAST)).read()
+        with pytest.raises(UpstreamConnectError, match="reused"):
+            await client.send("POST", f"{url}/reset", {}, b"y", FAST)
+        assert server.requests == 2
 
     run(test)
 

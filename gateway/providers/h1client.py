@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import socket
 import ssl
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -23,6 +25,25 @@ from ..config.types import Timeouts
 from .transport import UpstreamConnectError, UpstreamTimeout
 
 _HIGH_WATER = 1 << 20  # pause reading the upstream when this much body waits for the client
+_PROBE_AFTER_IDLE_S = 0.5
+
+
+def _peer_still_open(transport: asyncio.Transport) -> bool:
+    """Peek at the socket without reading: EOF (the peer closed) or stray bytes make the
+    connection unusable; "nothing to read yet" is the healthy answer."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return True
+    probe = socket.socket(sock.family, sock.type, 0, fileno=sock.fileno())
+    try:
+        probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.detach()  # the fd stays the transport's
+    return False
 
 
 class _Headers(dict[str, str]):
@@ -41,6 +62,18 @@ class _Conn(asyncio.Protocol):
         self.closed = False
         self.reused = False
         self.busy = False  # holds one of the pool's slots while a request is in flight
+        self.idle_since = 0.0
+
+    def usable(self) -> bool:
+        """Whether a pooled connection can take a request. A request once written is never
+        resent (the upstream may have acted on it), so a connection the upstream closed while it
+        sat idle must be found out before writing: after a while idle, a non-blocking peek
+        tells (a server's keep-alive timeout is seconds; busy connections skip the syscall)."""
+        if self.closed or self.transport is None or self.transport.is_closing():
+            return False
+        if time.monotonic() - self.idle_since < _PROBE_AFTER_IDLE_S:
+            return True
+        return _peer_still_open(self.transport)
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -199,6 +232,7 @@ class _HostPool:
     def give_back(self, conn: _Conn) -> None:
         self._end(conn)
         conn.reused = True
+        conn.idle_since = time.monotonic()
         self.idle.append(conn)
 
     def forget(self, conn: _Conn) -> None:
@@ -215,9 +249,10 @@ class _HostPool:
         await self.slots.acquire()
         while self.idle:
             conn = self.idle.pop()
-            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
+            if conn.usable():
                 conn.busy = True
                 return conn
+            conn.abort()
         try:
             loop = asyncio.get_running_loop()
             _, conn = await asyncio.wait_for(
