@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import httptools
 
 from ..config.types import Timeouts
-from .transport import UpstreamConnectError, UpstreamTimeout
+from .transport import UpstreamConnectError, UpstreamMaybeSent, UpstreamTimeout
 
 _HIGH_WATER = 1 << 20  # pause reading the upstream when this much body waits for the client
 _PROBE_AFTER_IDLE_S = 0.5
@@ -313,7 +313,7 @@ class H1Client:
             # relay decides, and counts it as an attempt).
             conn.abort()
             if conn.reused and not response.touched:
-                raise UpstreamConnectError(f"{exc} (a reused keep-alive connection)") from None
+                raise UpstreamMaybeSent(f"{exc} (a reused keep-alive connection)") from None
             raise
         except BaseException:  # timeout, or the caller was cancelled: drop the request
             response.fail(UpstreamTimeout("abandoned"))

@@ -27,6 +27,10 @@ class UpstreamConnectError(Exception):
     pass
 
 
+class UpstreamMaybeSent(UpstreamConnectError):
+    """The connection failed after the request was written: the upstream may have acted on it."""
+
+
 class UpstreamResponse(Protocol):
     status: int
     headers: Mapping[str, str]

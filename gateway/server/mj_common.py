@@ -15,7 +15,7 @@ from ..midjourney.tasks import TaskRow, TaskStore
 from ..providers.base import UpstreamCall
 from ..providers.midjourney import SECRET_HEADER
 from ..providers.registry import adapter_for
-from ..providers.transport import UpstreamConnectError, UpstreamTimeout
+from ..providers.transport import UpstreamConnectError, UpstreamMaybeSent, UpstreamTimeout
 from .auth import authenticate, presented_key
 from .exchange import Exchange
 from .http import JSON, Headers, client_ip, send_error
@@ -104,17 +104,19 @@ async def call_upstream(
     endpoint: str,
     body: bytes | None = None,
     headers: tuple[tuple[str, str], ...] = (),
+    x: Exchange | None = None,
 ) -> tuple[int, bytes]:
     """One request to a midjourney-proxy; a key it refuses (401/403) is benched and the
-    provider's next key is tried."""
+    provider's next key is tried, each delivery counted in `x.attempts` within max_attempts.
+    The answer comes back with every configured secret masked (a proxy may echo its own)."""
+    snap = state.store.current
     ring = state.keyring(provider)
     adapter = adapter_for(provider.kind)
-    tried: set[str] = set()
-    while True:
-        api_key = ring.pick(frozenset(tried))
-        if api_key is None:
-            raise Unreachable(provider.id, "every api key of this provider was refused")
-        tried.add(api_key)
+    for api_key in ring.rotation():
+        if x is not None:
+            if x.attempts >= snap.settings.routing.max_attempts:
+                raise Unreachable(provider.id, f"stopped after {x.attempts} attempt(s) (max_attempts)")
+            x.attempts += 1
         call = UpstreamCall(
             provider=provider, endpoint=endpoint, method=method, model="", body=body or b"",
             content_type=JSON, stream=False, api_key=api_key, headers=headers,
@@ -123,6 +125,8 @@ async def call_upstream(
             response = await adapter.send(call, state.client)
         except (UpstreamTimeout, TimeoutError):
             raise Unreachable(provider.id, "timed out waiting for the upstream", 504, True) from None
+        except UpstreamMaybeSent as exc:
+            raise Unreachable(provider.id, f"connection failed ({exc})", 502, True) from None
         except (UpstreamConnectError, OSError) as exc:
             raise Unreachable(provider.id, f"connection failed ({exc})") from None
         try:
@@ -132,7 +136,8 @@ async def call_upstream(
         if response.status in (401, 403):
             ring.bench(api_key)
             continue
-        return response.status, data
+        return response.status, snap.redactor.data(data)
+    raise Unreachable(provider.id, "every api key of this provider was refused")
 
 
 def scrub(data: bytes, provider: ProviderRuntime) -> str:

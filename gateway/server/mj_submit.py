@@ -144,10 +144,9 @@ async def _forward(
         breaker = state.breakers.get(provider.id, routing.breaker)
         if not breaker.allow():
             continue
-        x.attempts += 1
         x.provider, x.served_model = provider.id, target.model
         try:
-            status, data = await call_upstream(state, provider, "POST", path, plan.body, plan.headers)
+            status, data = await call_upstream(state, provider, "POST", path, plan.body, plan.headers, x)
         except Unreachable as exc:
             breaker.failure()
             if exc.maybe_sent:
