@@ -172,13 +172,16 @@ CallFn = Callable[[ProviderRuntime, Prepared, str, str], Outbound]
 
 
 async def upstream_count(
-    state: WorkerState, provider: ProviderRuntime, p: Prepared, served: str, build: CallFn, field: str
+    state: WorkerState, provider: ProviderRuntime, p: Prepared, served: str, build: CallFn, field: str,
+    x: Exchange,
 ) -> bytes | None:
-    """The upstream's answer when it gives a count in `field`; None on any failure."""
+    """The upstream's answer when it gives a count in `field`; None on any failure. Each key
+    tried is one attempt, within max_attempts."""
     ring = state.keyring(provider)
-    tried: set[str] = set()
-    while (api_key := ring.pick(frozenset(tried))) is not None:
-        tried.add(api_key)
+    for api_key in ring.rotation():
+        if x.attempts >= state.store.current.settings.routing.max_attempts:
+            return None
+        x.attempts += 1
         call, url, auth = build(provider, p, served, api_key)
         try:
             response = await send_http(state.client, call, url, auth)
@@ -186,7 +189,7 @@ async def upstream_count(
         except (UpstreamTimeout, UpstreamConnectError, TimeoutError, OSError) as exc:
             log.info("count tokens: upstream %s failed (%s); estimating", provider.id, type(exc).__name__)
             return None
-        if response.status in (401, 403) and api_key:
+        if response.status in (401, 403):
             ring.bench(api_key)
             continue
         if response.status >= 400:
@@ -227,8 +230,8 @@ async def count(
     target = first_target(state, snap, p.route)
     provider = snap.providers.get(target.provider) if target else None
     if target is not None and provider is not None and provider.kind == family.kind:
-        x.attempts, x.provider, x.served_model = 1, provider.id, target.model
-        raw = await upstream_count(state, provider, p, target.model, family.build, family.field)
+        x.provider, x.served_model = provider.id, target.model
+        raw = await upstream_count(state, provider, p, target.model, family.build, family.field, x)
         if raw is not None:
             x.status = 200
             proto.response_bytes(200, _headers("upstream", x), raw)
