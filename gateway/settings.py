@@ -41,6 +41,10 @@ class ServeSettings(BaseSettings):
     header_timeout_s: float = Field(default=10.0, gt=0, le=3600)
     keep_alive: bool = True
     backlog: int = Field(default=4096, ge=128)  # the kernel caps it at net.core.somaxconn
+    # A request head still incomplete at this size is refused (431): hyper's read buffer, which
+    # every connection may fill before any key is checked (granian's default, ~400 KiB, let 2,000
+    # slow connections take 1 GB of a worker).
+    max_header_bytes: int = Field(default=32768, ge=8192)
     # A request body must arrive within this (hyper's header timer stops at the head); read only
     # once the key is known, so it bounds what an authenticated slow sender can hold.
     body_timeout_s: float = Field(default=300.0, gt=0)

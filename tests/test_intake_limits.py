@@ -1,8 +1,8 @@
 """Request intake under abuse, against a real gateway process over real sockets: thousands of
 idle and slowloris connections do not starve real requests (granian's backpressure sized by
-`max_connections`, freed by `header_timeout_s`), and a huge chunked body is refused without being
-kept in memory, with or without a key (the key is checked before the body is read, the body is
-read chunk by chunk up to the limit)."""
+`max_connections`, freed by `header_timeout_s`), request heads are capped (`max_header_bytes`),
+and a huge chunked body is refused without being kept in memory, with or without a key (the key
+is checked before the body is read, the body is read chunk by chunk up to the limit)."""
 
 from __future__ import annotations
 
@@ -131,6 +131,26 @@ def test_a_keep_alive_connection_is_closed_after_the_idle_timeout(gw: GatewayPro
         assert HEADER_TIMEOUT_S - 0.5 < time.monotonic() - t0 < HEADER_TIMEOUT_S + 2
 
 
+def _head_in_pieces(port: int, lines: int) -> int | None:
+    """GET /healthz with `lines` 1 KB headers, sent a line at a time as a slow client would."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+        with contextlib.suppress(OSError):  # refused: the gateway may close before the rest
+            for i in range(lines):
+                sock.sendall(f"x-junk-{i}: {'a' * 1000}\r\n".encode())
+                time.sleep(0.002)
+            sock.sendall(b"\r\n")
+        answer = read_answer(sock)
+    return answer.status if answer is not None else None
+
+
+def test_an_oversized_request_head_is_refused(gw: GatewayProcess) -> None:
+    # what a connection may buffer of a head not yet complete (max_header_bytes, 32 KiB): every
+    # connection can fill it before any key is checked
+    assert _head_in_pieces(gw.port, 40) == 431
+    assert _head_in_pieces(gw.port, 24) == 200
+
+
 def _upload(sock: socket.socket, megabytes: int, sent: list[int]) -> None:
     frame = b"100000\r\n" + b"x" * (1 << 20) + b"\r\n"
     try:
@@ -213,8 +233,9 @@ def test_connections_beyond_the_hard_limit_are_capped_with_a_warning(monkeypatch
 
 
 def test_granian_gets_the_connection_settings() -> None:
-    settings = ServeSettings(max_connections=5000, header_timeout_s=2.5, keep_alive=False, backlog=2048)
+    settings = ServeSettings(max_connections=5000, header_timeout_s=2.5, keep_alive=False, backlog=2048,
+                             max_header_bytes=16384)
     options = granian_options(settings, connections.ConnectionPlan(5000, 6000))
     assert options["backpressure"] == 5000 and options["backlog"] == 2048
     http1 = options["http1_settings"]
-    assert http1.header_read_timeout == 2500 and http1.keep_alive is False
+    assert http1.header_read_timeout == 2500 and http1.keep_alive is False and http1.max_buffer_size == 16384

@@ -44,6 +44,8 @@ def add_commands(sub: Any) -> None:
                        help="to send a request head; also the keep-alive idle timeout (default: 10)")
     serve.add_argument("--no-keep-alive", action="store_true",
                        help="close each client connection after one request")
+    serve.add_argument("--max-header-bytes", type=int,
+                       help="request head buffered before it is complete, else 431 (default: 32768)")
     serve.add_argument("--backlog", type=int,
                        help="listen queue of not yet accepted connections (default: 4096)")
     serve.set_defaults(func=serve_command)
@@ -72,6 +74,7 @@ def serve_command(args: argparse.Namespace) -> int:
             "header_timeout_s": args.header_timeout,
             "keep_alive": False if args.no_keep_alive else None,
             "backlog": args.backlog,
+            "max_header_bytes": args.max_header_bytes,
         }.items()
         if value is not None
     }

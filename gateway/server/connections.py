@@ -63,5 +63,6 @@ def granian_options(settings: ServeSettings, plan: ConnectionPlan) -> dict[str, 
         "http1_settings": HTTP1Settings(
             header_read_timeout=max(1, round(settings.header_timeout_s * 1000)),
             keep_alive=settings.keep_alive,
+            max_buffer_size=settings.max_header_bytes,
         ),
     }
