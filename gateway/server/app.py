@@ -21,7 +21,7 @@ from ..usage.ledger import Ledger
 from . import admin, count_tokens, midjourney, mj_tasks, native
 from .exchange import Exchange
 from .http import family_of, send_error
-from .intake import discard_body
+from .intake import discard_body, stop_deadlines
 from .relay import Prepared, estimate_tokens, prepare, relay
 from .state import Recorder, WorkerState
 
@@ -155,6 +155,7 @@ class App:
         state.draining = True
         if self._sweeper is not None:
             self._sweeper.cancel()
+        stop_deadlines()
         await state.store.stop_watching()
         await mj_tasks.stop(state)
         await state.client.aclose()
