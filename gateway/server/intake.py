@@ -183,8 +183,13 @@ async def discard_body(scope: Any, proto: Any) -> None:
     start = getattr(proto, "__aiter__", None)
     if start is None:
         return
-    with contextlib.suppress(ProtocolError):
-        start()  # raises once the body was taken: by `proto()` (nothing left) or by a stopped read
+    try:
+        start()
+    except ProtocolError:
+        pass  # the body was taken: by `proto()` (nothing left) or by a read stopped at the limit
+    else:
+        if str(scope.headers.get("expect") or "").lower() == "100-continue":
+            return  # never asked for: the client waits for a go-ahead and reads the answer instead
     drained = 0
     with contextlib.suppress(TimeoutError, StopAsyncIteration, ProtocolClosed, ProtocolError):
         async with asyncio.timeout(DRAIN_S):
