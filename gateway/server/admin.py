@@ -9,6 +9,7 @@ import msgspec
 
 from ..config.snapshot import KeyRuntime
 from ..errors import GatewayError, InvalidRequest, NotFound, UpstreamError
+from ..providers.openai_wire import TOO_DEEP
 from ..usage.claim import read_problem
 from . import midjourney
 from .auth import authenticate, authenticate_admin, presented_key
@@ -158,6 +159,7 @@ class _Query(msgspec.Struct):
 
 
 async def usage_query(state: WorkerState, scope: Any, proto: Any) -> None:
+    """One read-only SELECT on the ledger; what makes it read-only: usage/readonly_query.py."""
     snap = state.store.current
     authenticate_admin(snap, presented_key(scope))
     body = json_body(scope, await read_body(scope, proto, 1 << 20))
@@ -165,6 +167,8 @@ async def usage_query(state: WorkerState, scope: Any, proto: Any) -> None:
         query = msgspec.json.decode(body, type=_Query)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise InvalidRequest(f'send {{"sql": "SELECT ..."}}: {exc}', param="sql") from None
+    except RecursionError:  # msgspec on absurdly nested JSON (even in a field it skips): bad input
+        raise InvalidRequest(f'{TOO_DEEP}: send {{"sql": "SELECT ..."}}', param="sql") from None
     run = getattr(state.recorder, "query", None)
     if run is None:
         raise UpstreamError(

@@ -88,7 +88,7 @@ def _run(data_dir: str, request: dict[str, Any]) -> dict[str, Any] | None:
 def _query(args: argparse.Namespace, sql: str) -> dict[str, Any] | None:
     if args.parquet is None:
         return _run(args.data_dir, {"op": "query", "sql": sql})
-    from .store import ParquetLedger, QueryError
+    from .readonly_query import ParquetLedger, QueryError
 
     try:
         reader = ParquetLedger(Path(args.parquet))

@@ -30,7 +30,9 @@ log = logging.getLogger("tollgate.usage")
 
 
 class Owner:
-    """The lock holder's work: DuckDB on one thread, ingest loop, query server."""
+    """The lock holder's work: DuckDB on one thread, ingest loop, query server. On that thread
+    the writer and the read-only instance that runs admin SQL take turns with the file (see
+    readonly_query.py), so they never hold it at the same time."""
 
     def __init__(
         self,

@@ -9,8 +9,9 @@ it never counts a request twice.
 With a Parquet sink (see parquet.py), the rows an ingest adds also join an outbox in the same
 transaction, and are written as Parquet from there.
 
-The connection cannot touch the file system outside the spool and the export directory
-(`enable_external_access = false`): an admin's SQL can read the ledger, not `/proc/self/environ`.
+Admin SQL never runs on this read-write connection: `query` and `export` detach the file from it
+and open a read-only instance that cannot touch files (readonly_query.py); the next write
+attaches it again. The writer itself may touch only the spool and the Parquet directory.
 """
 
 from __future__ import annotations
@@ -18,9 +19,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import os
 import shutil
-import threading
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -28,11 +27,12 @@ from typing import Any
 
 import duckdb
 
-from .parquet import ParquetExporter, ParquetSink, usage_view_sql
-from .schema import COLUMNS, TABLES, USAGE_DAILY, VIEWS
+from .parquet import ParquetExporter, ParquetSink
+from .readonly_query import QueryError as QueryError  # re-exported: callers catch it from here
+from .readonly_query import check_select, copy_select, open_reader, run_select
+from .schema import COLUMNS, TABLES, VIEWS
 
 log = logging.getLogger("tollgate.usage")
-READ_ONLY = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
 _JSON_COLUMNS = "{" + ", ".join(f"'{name}': '{kind}'" for name, kind in COLUMNS.items()) + "}"
 _COLUMN_LIST = ", ".join(f'"{c}"' for c in COLUMNS)
 _LOAD = (
@@ -50,54 +50,7 @@ _INSERT_NEW = f"INSERT INTO usage ({_COLUMN_LIST}) {_SELECT_NEW}"
 _BAD_INPUT = (duckdb.InvalidInputException, duckdb.ConversionException)  # not I/O errors: those retry
 
 
-class QueryError(Exception):
-    pass
-
-
-class _SqlReader:
-    """Read-only SQL with a time limit over `self.con`."""
-
-    con: duckdb.DuckDBPyConnection
-    query_timeout_s: float
-
-    def _check_read_only(self, sql: str) -> None:
-        try:
-            statements = self.con.extract_statements(sql)
-        except duckdb.Error as exc:
-            raise QueryError(str(exc).splitlines()[0]) from None
-        if len(statements) != 1 or statements[0].type not in READ_ONLY:
-            raise QueryError("only one read-only statement (SELECT, WITH ... SELECT, EXPLAIN) is allowed")
-
-    def _run(self, sql: str, params: list[Any] | None = None) -> duckdb.DuckDBPyConnection:
-        """Execute with a time limit: a runaway query must not stall ingestion for long."""
-        timer = threading.Timer(self.query_timeout_s, self.con.interrupt)
-        timer.start()
-        try:
-            return self.con.execute(sql, params or [])
-        except duckdb.InterruptException:
-            raise QueryError(f"query cancelled after {self.query_timeout_s:g} s") from None
-        except duckdb.Error as exc:
-            raise QueryError(str(exc).splitlines()[0]) from None
-        finally:
-            timer.cancel()
-
-    def query(self, sql: str, params: list[Any] | None = None, limit: int = 10_000) -> dict[str, Any]:
-        """Run read-only SQL; results as JSON-able columns and rows (at most `limit` rows)."""
-        self._check_read_only(sql)
-        cursor = self._run(sql, params)
-        columns = [d[0] for d in cursor.description or []]
-        try:
-            rows = cursor.fetchmany(limit + 1)
-        except duckdb.Error as exc:
-            raise QueryError(str(exc).splitlines()[0]) from None
-        return {
-            "columns": columns,
-            "rows": [[_jsonable(v) for v in r] for r in rows[:limit]],
-            "truncated": len(rows) > limit,
-        }
-
-
-class LedgerStore(_SqlReader):
+class LedgerStore:
     """`parquet`: also write ingested rows there (see parquet.py). `inherit_parquet`: without a
     sink, still queue rows for it if the file's last owner had one (a one-call owner)."""
 
@@ -110,35 +63,97 @@ class LedgerStore(_SqlReader):
     ) -> None:
         self.path = path
         self.spool_dir = path.parent / "spool"
-        self.export_dir = path.parent / "exports"
+        self.export_dir = path.parent / "exports"  # exports are staged here, each in its own directory
         self.query_timeout_s = query_timeout_s
         for d in (self.spool_dir, self.export_dir):
             d.mkdir(parents=True, exist_ok=True)
-        self.con = duckdb.connect(str(path))
-        self.con.execute("SET enable_progress_bar = false")
-        self.con.execute("SET TimeZone = 'UTC'")
-        self.con.execute("SET python_enable_replacements = false")
-        dirs = [self.spool_dir, self.export_dir]
+        self._dirs = [self.spool_dir]  # read_json of segments; Parquet files are written by COPY
         if parquet is not None:  # a mount that is away must not stop ingesting: the export retries
-            dirs.append(parquet.directory)
-        self.con.execute("SET allowed_directories = ?", [[f"{d.resolve()}/" for d in dirs]])
-        self.con.execute("SET enable_external_access = false")
-        self.con.execute(TABLES)
-        self._migrate()
-        self.con.execute(VIEWS)
-        self.parquet = ParquetExporter(self.con, parquet, path.parent, inherit_parquet)
+            self._dirs.append(parquet.directory)
+        self._reader: duckdb.DuckDBPyConnection | None = None
+        self._writer = self._open_writer()
+        self._attached = True
+        con = self._writer
+        con.execute(TABLES)
+        self._migrate(con)
+        con.execute(VIEWS)
+        self.parquet = ParquetExporter(con, parquet, path.parent, inherit_parquet)
         self.parquet.export(force=True)  # what a crashed owner left queued
 
-    def _migrate(self) -> None:
+    def _open_writer(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory instance with the file ATTACHed read-write: for a query it is DETACHed
+        (a checkpoint, so the reader sees every committed row) and ATTACHed again afterwards,
+        which costs ~1 ms where reopening an instance costs ~15 ms."""
+        con = duckdb.connect(":memory:", config={"temp_directory": f"{self.path}.tmp"})
+        con.execute("SET enable_progress_bar = false")
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET python_enable_replacements = false")
+        self._attach(con)
+        con.execute("SET allowed_directories = ?", [[f"{d.resolve()}/" for d in self._dirs]])
+        con.execute("SET enable_external_access = false")  # DuckDB keeps the attached file allowed
+        return con
+
+    def _attach(self, con: duckdb.DuckDBPyConnection) -> None:
+        target = str(self.path.resolve()).replace("'", "''")
+        con.execute(f"ATTACH '{target}' AS ledger")
+        con.execute("USE ledger")
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The read-write connection (ingest, retention, spend, Parquet export)."""
+        return self._writable()
+
+    def _writable(self) -> duckdb.DuckDBPyConnection:
+        """The writer, with the file attached again if a query had it: the file is open in one
+        mode at a time (see readonly_query.py)."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        if not self._attached:
+            self._attach(self._writer)
+            self._attached = True
+        return self._writer
+
+    def _read_only(self) -> duckdb.DuckDBPyConnection:
+        """The locked-down reader, opened once the writer let go of the file and kept until the
+        next write (repeated queries reuse it)."""
+        if self._reader is None:
+            self._release()
+            self._reader = open_reader(self.path)
+        return self._reader
+
+    def _release(self) -> None:
+        """Nobody in this process has the file open afterwards."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        if self._attached:
+            self._writer.execute("USE memory")
+            self._writer.execute("DETACH ledger")
+            self._attached = False
+
+    def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
         """Columns added to UsageRecord since the file was created are added to the table."""
-        have = {r[1] for r in self.con.execute("PRAGMA table_info('usage')").fetchall()}
+        have = {r[1] for r in con.execute("PRAGMA table_info('usage')").fetchall()}
         for name, kind in COLUMNS.items():
             if name not in have:
-                self.con.execute(f'ALTER TABLE usage ADD COLUMN "{name}" {kind}')
+                con.execute(f'ALTER TABLE usage ADD COLUMN "{name}" {kind}')
+
+    def _parquet_export(self, force: bool = False) -> None:
+        if self.parquet.sink is not None:  # it may use the connection: the file must be attached
+            self._writable()
+        self.parquet.export(force=force)
 
     def close(self) -> None:
-        self.parquet.export(force=True)
-        self.con.close()
+        self._parquet_export(force=True)
+        if self._reader is not None:
+            self._reader.close()
+        self._writer.close()
+
+    def query(self, sql: str, params: list[Any] | None = None, limit: int = 10_000) -> dict[str, Any]:
+        """Run one read-only SELECT; results as JSON-able columns and rows (at most `limit` rows)."""
+        check_select(sql)  # before closing the writer for nothing
+        return run_select(self._read_only(), sql, self.query_timeout_s, limit, params)
 
     def ingest(self, segments: list[Path]) -> int:
         """Load closed spool segments, then delete them; returns the number of rows added.
@@ -158,54 +173,59 @@ class LedgerStore(_SqlReader):
         for p in segments:
             with contextlib.suppress(OSError):
                 p.unlink()
-        self.parquet.export()  # at most once per interval
+        self._parquet_export()  # at most once per interval
         return added
 
     def _load(self, files: list[Path]) -> int:
         if not files:
             return 0
-        self.con.execute("BEGIN")
+        con = self.con
+        con.execute("BEGIN")
         try:
-            self.con.execute(_LOAD, [[str(p.resolve()) for p in files]])
+            con.execute(_LOAD, [[str(p.resolve()) for p in files]])
             if self.parquet.active:  # the same new rows go to usage and to the Parquet outbox
-                self.con.execute(f"CREATE OR REPLACE TEMP TABLE fresh AS {_SELECT_NEW}")
+                con.execute(f"CREATE OR REPLACE TEMP TABLE fresh AS {_SELECT_NEW}")
                 copy = f"INSERT INTO usage ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM fresh"
-                row = self.con.execute(copy).fetchone()
+                row = con.execute(copy).fetchone()
                 self.parquet.queue("fresh")
-                self.con.execute("DROP TABLE fresh")
+                con.execute("DROP TABLE fresh")
             else:
-                row = self.con.execute(_INSERT_NEW).fetchone()
-            self.con.execute("DROP TABLE batch")
-            self.con.execute("COMMIT")
+                row = con.execute(_INSERT_NEW).fetchone()
+            con.execute("DROP TABLE batch")
+            con.execute("COMMIT")
         except Exception:
-            self.con.execute("ROLLBACK")
+            con.execute("ROLLBACK")
             raise
         return int(row[0]) if row else 0
 
     def export(self, out: Path, fmt: str, sql: str = "SELECT * FROM usage ORDER BY started_at") -> int:
-        """Write a query's result as Parquet or CSV to `out` (via the export directory, the only
-        place this connection may write); returns the number of rows."""
-        self._check_read_only(sql)
-        if fmt not in ("parquet", "csv"):
-            raise QueryError(f"unknown export format {fmt!r} (parquet or csv)")
-        option = "(FORMAT parquet)" if fmt == "parquet" else "(FORMAT csv, HEADER)"
-        staging = self.export_dir / f"{uuid.uuid4().hex}.{fmt}"
+        """Write a query's result as Parquet or CSV to `out`; returns the number of rows. The query
+        runs on a read-only reader (readonly_query.py) whose only writable place is a fresh
+        staging directory under the export directory."""
+        check_select(sql)
+        staging = self.export_dir / uuid.uuid4().hex
+        staging.mkdir()
         try:
-            row = self._run(f"COPY ({sql}) TO '{staging}' {option}").fetchone()
-            shutil.move(staging, out)
+            self._release()  # this reader writes its file: it cannot be the query reader
+            reader = open_reader(self.path, writable_dir=staging)
+            try:
+                rows = copy_select(reader, sql, staging / f"export.{fmt}", fmt, self.query_timeout_s)
+            finally:
+                reader.close()
+            shutil.move(staging / f"export.{fmt}", out)
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(staging)
-        return int(row[0]) if row else 0
+            shutil.rmtree(staging, ignore_errors=True)
+        return rows
 
     def apply_retention(self, days: int | None) -> int:
         """Fold rows older than `days` into usage_daily (totals kept), then delete them."""
         if not days:
             return 0
         cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
-        self.con.execute("BEGIN")
+        con = self.con
+        con.execute("BEGIN")
         try:
-            self.con.execute(
+            con.execute(
                 """INSERT INTO usage_daily
                    SELECT CAST(started_at AS DATE), key_id, "group", provider, served_model, count(*),
                           count(*) FILTER (WHERE status >= 400), sum(prompt_tokens), sum(completion_tokens),
@@ -213,10 +233,10 @@ class LedgerStore(_SqlReader):
                    FROM usage WHERE started_at < ? GROUP BY ALL""",
                 [cutoff],
             )
-            row = self.con.execute("DELETE FROM usage WHERE started_at < ?", [cutoff]).fetchone()
-            self.con.execute("COMMIT")
+            row = con.execute("DELETE FROM usage WHERE started_at < ?", [cutoff]).fetchone()
+            con.execute("COMMIT")
         except Exception:
-            self.con.execute("ROLLBACK")
+            con.execute("ROLLBACK")
             raise
         moved = int(row[0]) if row else 0
         if moved:
@@ -239,46 +259,6 @@ class LedgerStore(_SqlReader):
         return Decimal(row[0]) if row else Decimal(0)
 
 
-class ParquetLedger(_SqlReader):
-    """Every node's Parquet files under `directory` as one read-only `usage` view (plus the
-    ledger's views, over an empty usage_daily): no gateway and no DuckDB file needed."""
-
-    def __init__(self, directory: Path, query_timeout_s: float = 60.0) -> None:
-        self.query_timeout_s = query_timeout_s
-        if not directory.is_dir():
-            raise QueryError(f"no such directory: {directory}")
-        if next(directory.glob("**/*.parquet"), None) is None:
-            raise QueryError(f"no Parquet files under {directory}")
-        self.con = duckdb.connect()
-        self.con.execute("SET enable_progress_bar = false")
-        self.con.execute("SET TimeZone = 'UTC'")
-        self.con.execute("SET python_enable_replacements = false")
-        self.con.execute("SET allowed_directories = ?", [[f"{directory.resolve()}/"]])
-        self.con.execute("SET enable_external_access = false")
-        self.con.execute(usage_view_sql(directory))
-        self.con.execute(USAGE_DAILY)
-        self.con.execute(VIEWS)
-
-    def close(self) -> None:
-        self.con.close()
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return str(value)
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, bytes | uuid.UUID):
-        return str(value)
-    return value
-
-
 def dispatch(store: LedgerStore, request: dict[str, Any]) -> dict[str, Any]:
     """One request of the owner's socket protocol (see owner.py), answered from `store`."""
     op = request.get("op")
@@ -293,6 +273,8 @@ def dispatch(store: LedgerStore, request: dict[str, Any]) -> dict[str, Any]:
             return {"spend": str(store.spend_since(str(request["kind"]), str(request["ident"]), since))}
     except QueryError as exc:
         return {"error": str(exc)}
+    except duckdb.Error as exc:  # e.g. the reader could not attach the file: an answer, not a crash
+        return {"error": f"ledger error: {type(exc).__name__}: {str(exc).splitlines()[0]}"}
     except (KeyError, ValueError, TypeError, OSError) as exc:
         return {"error": f"bad ledger request: {type(exc).__name__}: {exc}"}
     return {"error": f"unknown op {op!r}"}
