@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from gateway.server import app as app_module
+from gateway.server import http, native
 from gateway.server.app import App
 from gateway.settings import ServeSettings
 from tests.gateway_process import GatewayProcess
@@ -134,6 +135,12 @@ def test_deeply_nested_json_to_midjourney_is_a_400(gw: GatewayProcess, path: str
     if "/submit/" in path:
         rows = rows_by_id(gw, [r.headers["x-request-id"]])
         assert next(iter(rows.values()))["status"] == 400
+
+
+def test_the_error_shape_knows_every_gemini_verb() -> None:
+    assert http.GEMINI_VERBS == {*native.GEMINI_VERBS, native.COUNT_VERB, *native.EMBED_VERBS} == set(GEMINI_VERBS)
+    assert http.family_of("/v1/models/m:embedContent") == "gemini"
+    assert http.family_of("/v1/models/ft:gpt-4o:acme::abc123") == "openai"  # OpenAI ids hold colons too
 
 
 @pytest.mark.parametrize("verb", GEMINI_VERBS)
