@@ -26,13 +26,14 @@ from gateway.billing.setup import make_limiter
 from gateway.config import load_snapshot
 from gateway.config.reload import PolicyStore
 from gateway.config.types import Timeouts
+from gateway.core.usage import TokenUsage
 from gateway.policy.context import Facts, KeyView, RequestView
 from gateway.providers.openai_wire import decode_head
 from gateway.routing.select import RoundRobin, candidates
 from gateway.server.app import App
 from gateway.server.state import WorkerState
 from gateway.settings import ServeSettings
-from gateway.usage.record import TokenUsage, UsageRecord
+from gateway.usage.record import UsageRecord
 from gateway.usage.spool import SpoolWriter
 
 BODY = b'{"model":"m-small","messages":[{"role":"user","content":"hello there"}],"max_tokens":256}'

@@ -14,10 +14,10 @@ import pytest
 from gateway.billing.answers import BudgetExceeded, LimitsUnavailable, duration
 from gateway.billing.limiter import EnforcingLimiter
 from gateway.billing.limits import Admission
-from gateway.billing.periods import Calendar, window_at
 from gateway.billing.plan import EMPTY, declares_limits
 from gateway.billing.store import MemoryStore
 from gateway.config import load_snapshot
+from gateway.config.periods import Calendar, window_at
 from gateway.config.snapshot import Snapshot
 from gateway.errors import RateLimited
 from gateway.usage.record import UsageRecord

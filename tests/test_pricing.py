@@ -9,8 +9,8 @@ import pytest
 
 from gateway.billing.pricing import action_cost, compute_cost
 from gateway.config import load_snapshot
+from gateway.core.usage import TokenUsage
 from gateway.providers.openai_usage import usage_from_body
-from gateway.usage.record import TokenUsage
 
 BUNDLE = """schema = 1
 [settings]

@@ -13,11 +13,11 @@ from typing import Any
 
 from gateway.config.snapshot import ProviderRuntime
 from gateway.config.types import AnthropicProvider, Timeouts
+from gateway.core.usage import TokenUsage
 from gateway.providers import all_codecs  # noqa: F401
 from gateway.providers.codec import Outgoing, codec_for
 from gateway.providers.gemini_wire import SIGNATURE_MARK
 from gateway.server.gemini_array import ArrayTransport
-from gateway.usage.record import TokenUsage
 from tests.test_translate_native import events, fixture, out, request, run
 
 SIGNED = "CpcBAb4+9vv/Ex0t+ac/Lw=="  # in gemini_response_signed_search.json

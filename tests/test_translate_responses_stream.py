@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from gateway.core.usage import TokenUsage
 from gateway.providers import all_codecs  # noqa: F401
 from gateway.providers.codec import codec_for
-from gateway.usage.record import TokenUsage
 from tests.test_translate_native import events, fixture, out, run
 
 REQUEST = {"model": "m", "input": "weather?", "stream": True,

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.billing.periods import window_at
+from gateway.config.periods import window_at
 from gateway.usage.client import LedgerUnavailable
 from gateway.usage.ledger import Ledger
 from gateway.usage.record import UsageRecord

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
+from ..config.periods import Window
 from ..errors import GatewayError, RateLimited
-from .periods import Window
 from .plan import NANO, Plan, Spend
 from .store import Grant
 

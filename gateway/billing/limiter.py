@@ -22,12 +22,11 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Protocol
 
+from ..config.periods import Calendar, Window
 from ..config.snapshot import KeyRuntime, Snapshot
 from ..policy.context import UsageView
-from ..usage.record import UsageRecord
 from .answers import LimitsUnavailable, rate_headers, refusal
-from .limits import Admission
-from .periods import Calendar, Window
+from .limits import Admission, Settled
 from .plan import EMPTY, NANO, NO_RESERVE, Plan, Reads, Spend, build_plan, lease_ms, rule_reads
 from .store import Ask, Settle, StateStore, StateUnavailable
 
@@ -145,7 +144,7 @@ class EnforcingLimiter:
         ticket = Ticket(plan, ask.lease, estimate_tokens, spend_keys, held)
         return Admission(rate_headers(plan, grant) if plan.header_groups else [], estimate_tokens, ticket)
 
-    async def settle(self, admission: Admission, record: UsageRecord) -> None:
+    async def settle(self, admission: Admission, record: Settled) -> None:
         ticket = admission.token
         if not isinstance(ticket, Ticket):
             return

@@ -5,11 +5,11 @@ limits). This module holds the protocol and the no-limit default; the enforcing 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Protocol
 
 from ..config.snapshot import KeyRuntime, Snapshot
 from ..policy.context import UsageView
-from ..usage.record import UsageRecord
 
 
 @dataclass(slots=True)
@@ -21,6 +21,20 @@ class Admission:
     token: object = None  # limiter-specific bookkeeping
 
 
+class Settled(Protocol):
+    """What settling reads of a finished request: its usage row (`gateway.usage.record.UsageRecord`,
+    which billing does not import: the ledger is a layer above, docs/architecture.md)."""
+
+    @property
+    def prompt_tokens(self) -> int: ...
+
+    @property
+    def completion_tokens(self) -> int: ...
+
+    @property
+    def cost_usd(self) -> Decimal | None: ...
+
+
 class Limiter(Protocol):
     async def admit(self, snapshot: Snapshot, key: KeyRuntime, model: str, estimate_tokens: int,
                     max_output_tokens: int = 0) -> Admission:
@@ -28,7 +42,7 @@ class Limiter(Protocol):
         the prompt estimate plus `max_output_tokens`, the client's output cap (0: none given)."""
         ...
 
-    async def settle(self, admission: Admission, record: UsageRecord) -> None:
+    async def settle(self, admission: Admission, record: Settled) -> None:
         """Replace the reservation with the actual tokens and cost of `record`."""
         ...
 
@@ -42,7 +56,7 @@ class NoLimits:
                     max_output_tokens: int = 0) -> Admission:
         return Admission()
 
-    async def settle(self, admission: Admission, record: UsageRecord) -> None:
+    async def settle(self, admission: Admission, record: Settled) -> None:
         return None
 
     async def usage(self, snapshot: Snapshot, key: KeyRuntime) -> UsageView | None:

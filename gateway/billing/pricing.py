@@ -1,6 +1,6 @@
 """Pricing as pure functions over the bundle's price table. Decimal throughout, never float.
 
-Token convention (gateway/usage/record.py): prompt_tokens includes cache reads and writes;
+Token convention (gateway/core/usage.py): prompt_tokens includes cache reads and writes;
 completion_tokens includes reasoning. So the uncached input is
 `prompt - cached - cache_write`, and plain output is `completion - reasoning`, each billed at
 its own rate (cached_input and cache_write default to input, reasoning to output).
@@ -14,8 +14,8 @@ from typing import Any
 
 from ..config.snapshot import PriceRuntime
 from ..config.types import Price, PriceTier
+from ..core.usage import TokenUsage
 from ..policy.cel import CelEvalError
-from ..usage.record import TokenUsage
 
 MILLION = Decimal(1_000_000)
 NANO = Decimal("0.000000001")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from ..usage.record import TokenUsage
+from ..core.usage import TokenUsage
 
 if TYPE_CHECKING:
     from ..config.snapshot import ProviderRuntime

@@ -11,8 +11,8 @@ from typing import Any
 
 import msgspec
 
+from ..core.usage import TokenUsage
 from ..errors import InvalidRequest, UpstreamError
-from ..usage.record import TokenUsage
 from .gemini_wire import Content
 
 CHARS_PER_TOKEN = 4  # the gateway's estimate everywhere (reservations, cut streams, countTokens)

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import msgspec
 
+from ..core.usage import TokenUsage
 from ..errors import InvalidRequest, UpstreamError
-from ..usage.record import TokenUsage
 from . import embeddings_wire as ew
 from .codec import FAMILY_OF_KIND, Codec, Outgoing, StreamTap, register
 from .translate_embeddings_gemini import usage_of

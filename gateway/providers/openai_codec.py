@@ -4,7 +4,7 @@ did not ask for it."""
 
 from __future__ import annotations
 
-from ..usage.record import TokenUsage
+from ..core.usage import TokenUsage
 from .codec import Outgoing, StreamTap, register
 from .openai_sse import SseTap
 from .openai_usage import usage_from_body

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import msgspec
 
-from ..usage.record import TokenUsage
+from ..core.usage import TokenUsage
 from .chat_wire import error_kind, stream_error
 from .openai_usage import _Usage, normalise
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import msgspec
 
-from ..usage.record import TokenUsage
+from ..core.usage import TokenUsage
 from . import anthropic_wire as aw
 from . import gemini_wire as gw
 from .chat_wire import error_kind

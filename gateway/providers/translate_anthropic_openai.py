@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import msgspec
 
+from ..core.usage import TokenUsage
 from ..errors import InvalidRequest, UpstreamError
-from ..usage.record import TokenUsage
 from . import anthropic_wire as aw
 from . import translate_documents as documents
 from .chat_wire import (

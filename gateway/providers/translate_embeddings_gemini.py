@@ -8,8 +8,8 @@ prompt tokens are estimated at ceil(chars / 4) and the usage row says `estimated
 
 from __future__ import annotations
 
+from ..core.usage import TokenUsage
 from ..errors import InvalidRequest, UpstreamError
-from ..usage.record import TokenUsage
 from . import embeddings_wire as ew
 from . import gemini_wire as gw
 from .codec import Outgoing, StreamTap, register

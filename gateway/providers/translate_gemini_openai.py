@@ -8,8 +8,8 @@ from typing import Any
 
 import msgspec
 
+from ..core.usage import TokenUsage
 from ..errors import InvalidRequest, UpstreamError
-from ..usage.record import TokenUsage
 from . import gemini_wire as gw
 from . import translate_documents as documents
 from .chat_wire import (

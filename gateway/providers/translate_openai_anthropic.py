@@ -10,8 +10,8 @@ from typing import Any
 import msgspec
 
 from ..config.types import AnthropicProvider
+from ..core.usage import TokenUsage
 from ..errors import InvalidRequest, UpstreamError
-from ..usage.record import TokenUsage
 from . import anthropic_wire as aw
 from . import translate_documents as documents
 from .chat_wire import (

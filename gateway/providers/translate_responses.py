@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import msgspec
 
+from ..core.usage import TokenUsage
 from ..errors import UpstreamError
-from ..usage.record import TokenUsage
 from . import responses_wire as rw
 from .chat_wire import encoder
 from .codec import Outgoing, StreamTap, register, register_kind

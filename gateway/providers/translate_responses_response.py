@@ -10,7 +10,7 @@ import time
 
 import msgspec
 
-from ..usage.record import TokenUsage
+from ..core.usage import TokenUsage
 from . import responses_wire as rw
 from .chat_wire import completion_decoder, text_of, token_usage
 

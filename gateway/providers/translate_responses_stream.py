@@ -15,7 +15,7 @@ import time
 
 import msgspec
 
-from ..usage.record import TokenUsage
+from ..core.usage import TokenUsage
 from . import responses_wire as rw
 from .chat_wire import ChatChunk, FunctionCall, ToolCall, chunk_decoder, error_kind, stream_error, token_usage
 from .sse_events import SseReader, frame

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..usage.record import TokenUsage
+from ..core.usage import TokenUsage
 from .codec import Codec, Outgoing, StreamTap, register
 from .translate_anthropic_openai import AnthropicToOpenAI
 from .translate_gemini_openai import GeminiToOpenAI

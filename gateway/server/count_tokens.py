@@ -25,6 +25,7 @@ import msgspec
 
 from ..config.snapshot import ProviderRuntime, Route, RouteTarget, Snapshot
 from ..config.types import AnthropicProvider
+from ..core.usage import TokenUsage
 from ..errors import GatewayError, InvalidRequest
 from ..providers.anthropic_adapter import messages_url
 from ..providers.base import UpstreamCall, send_http
@@ -32,7 +33,6 @@ from ..providers.gemini_adapter import generate_url
 from ..providers.openai_wire import rewrite_json
 from ..providers.transport import UpstreamConnectError, UpstreamTimeout
 from ..routing.select import candidates
-from ..usage.record import TokenUsage
 from .admission import Prepared
 from .count_shapes import check_anthropic, check_gemini
 from .exchange import Exchange

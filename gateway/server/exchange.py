@@ -12,8 +12,9 @@ from datetime import UTC, datetime, timedelta
 
 from ..billing.pricing import compute_cost
 from ..config.snapshot import KeyRuntime, Snapshot
+from ..core.usage import TokenUsage
 from ..errors import GatewayError
-from ..usage.record import TokenUsage, UsageRecord
+from ..usage.record import UsageRecord
 
 
 class _Ids:

@@ -19,13 +19,14 @@ from typing import Any
 import msgspec
 
 from ..config.snapshot import KeyRuntime, ProviderRuntime, RouteTarget, Snapshot
+from ..core.usage import TokenUsage
 from ..errors import GatewayError, UpstreamError
 from ..midjourney.actions import MODAL_OPENERS, action_cost, task_action_name
 from ..midjourney.tasks import TaskRow
 from ..providers import midjourney as wire
 from ..providers.openai_wire import Head
 from ..routing.select import candidates
-from ..usage.record import TokenUsage, UsageRecord
+from ..usage.record import UsageRecord
 from .auth import check_model
 from .exchange import Exchange
 from .http import client_ip, json_body, send_json

@@ -1,9 +1,6 @@
-"""The usage row: one per request (served, denied, failed or cancelled) and token counts.
+"""The usage row: one per request (served, denied, failed or cancelled), as the ledger stores it.
 
-Token convention (normalised by each provider adapter, so pricing has one rule):
-`prompt_tokens` counts *all* input tokens, cache reads and cache writes included (OpenAI's
-convention; Anthropic's `input_tokens` excludes them and its adapter adds them back);
-`completion_tokens` counts all output tokens, reasoning included.
+Its token columns follow the convention of `TokenUsage` (gateway/core/usage.py).
 """
 
 from __future__ import annotations
@@ -12,17 +9,6 @@ from datetime import datetime
 from decimal import Decimal
 
 import msgspec
-
-
-class TokenUsage(msgspec.Struct, kw_only=True):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0  # cache reads, part of prompt_tokens
-    cache_write_tokens: int = 0  # cache writes, part of prompt_tokens
-    reasoning_tokens: int = 0  # part of completion_tokens
-    images: int = 0
-    audio_seconds: float = 0.0
-    source: str = "upstream"  # upstream | estimated | none
 
 
 class UsageRecord(msgspec.Struct, kw_only=True):

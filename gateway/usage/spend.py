@@ -22,7 +22,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal, Protocol
 
-from ..billing.periods import Calendar, Window
+from ..config.periods import Calendar, Window
 from ..config.types import Period
 from .record import UsageRecord
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from ..config.types import Period
+from .types import Period
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
