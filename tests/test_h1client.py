@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 
 from gateway.config.types import Timeouts
-from gateway.providers.h1client import H1Client
-from gateway.providers.transport import UpstreamConnectError, UpstreamTimeout
+from gateway.providers.transport.base import UpstreamConnectError, UpstreamTimeout
+from gateway.providers.transport.h1client import H1Client
 
 FAST = Timeouts(connect=2, read=2, total=10)
 

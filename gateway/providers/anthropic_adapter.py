@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..config.types import AnthropicProvider
 from .base import UpstreamCall, UpstreamResponse, send_http
-from .transport import UpstreamClient
+from .transport.base import UpstreamClient
 
 
 def messages_url(base_url: str) -> str:

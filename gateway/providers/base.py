@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..config.snapshot import ProviderRuntime
-from .transport import UpstreamClient, UpstreamResponse
+from .transport.base import UpstreamClient, UpstreamResponse
 
 __all__ = ["Adapter", "UpstreamCall", "UpstreamResponse", "send_http"]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from .base import UpstreamCall, UpstreamResponse, send_http
-from .transport import UpstreamClient
+from .transport.base import UpstreamClient
 
 
 def generate_url(base_url: str, model: str, stream: bool) -> str:

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import msgspec
 
 from .base import UpstreamCall, UpstreamResponse, send_http
-from .transport import UpstreamClient
+from .transport.base import UpstreamClient
 
 SECRET_HEADER = "mj-api-secret"
 MODES = ("fast", "relax", "turbo")

@@ -16,7 +16,7 @@ import msgspec
 
 from ..config.types import MockProvider
 from .base import UpstreamCall
-from .transport import UpstreamClient
+from .transport.base import UpstreamClient
 
 
 class _Options(msgspec.Struct):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..config.types import AzureProvider
 from .base import UpstreamCall, UpstreamResponse, send_http
-from .transport import UpstreamClient
+from .transport.base import UpstreamClient
 
 
 class OpenAIAdapter:

@@ -14,7 +14,7 @@ from ..config.reload import PolicyStore
 from ..config.snapshot import Snapshot
 from ..errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
 from ..providers.openai_wire import TOO_DEEP
-from ..providers.transport import make_upstream_client
+from ..providers.transport.clients import make_upstream_client
 from ..redact import redact_logs
 from ..settings import ServeSettings
 from ..usage.ledger import Ledger

@@ -31,7 +31,7 @@ from ..providers.anthropic_adapter import messages_url
 from ..providers.base import UpstreamCall, send_http
 from ..providers.gemini_adapter import generate_url
 from ..providers.openai_wire import rewrite_json
-from ..providers.transport import UpstreamConnectError, UpstreamTimeout
+from ..providers.transport.base import UpstreamConnectError, UpstreamTimeout
 from ..routing.select import candidates
 from .admission import Prepared
 from .count_shapes import check_anthropic, check_gemini

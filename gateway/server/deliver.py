@@ -19,7 +19,7 @@ from ..errors import UpstreamError
 from ..providers.base import UpstreamResponse
 from ..providers.codec import Codec, Outgoing, StreamTap
 from ..providers.stream_abort import CUT_CODE, cut_event
-from ..providers.transport import UpstreamConnectError, UpstreamTimeout
+from ..providers.transport.base import UpstreamConnectError, UpstreamTimeout
 from ..redact import Redactor
 from .admission import Prepared
 from .exchange import Exchange

@@ -15,7 +15,7 @@ from ..midjourney.tasks import TaskRow, TaskStore
 from ..providers.base import UpstreamCall
 from ..providers.midjourney import SECRET_HEADER
 from ..providers.registry import adapter_for
-from ..providers.transport import UpstreamConnectError, UpstreamMaybeSent, UpstreamTimeout
+from ..providers.transport.base import UpstreamConnectError, UpstreamMaybeSent, UpstreamTimeout
 from .auth import authenticate, presented_key
 from .exchange import Exchange
 from .http import JSON, Headers, client_ip, send_error

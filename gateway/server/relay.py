@@ -17,7 +17,7 @@ from ..providers import all_codecs  # noqa: F401  (registers every codec)
 from ..providers.base import UpstreamCall, UpstreamResponse
 from ..providers.codec import Codec, NoCodec, Outgoing, codec_for
 from ..providers.registry import adapter_for
-from ..providers.transport import UpstreamConnectError, UpstreamTimeout
+from ..providers.transport.base import UpstreamConnectError, UpstreamTimeout
 from ..redact import Redactor
 from ..routing.select import candidates
 from .admission import MULTIPART_ENDPOINTS, Prepared, admit, decide, estimate_tokens, prepare

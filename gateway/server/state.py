@@ -10,7 +10,7 @@ from ..billing.limits import Limiter, NoLimits
 from ..config.reload import PolicyStore
 from ..config.snapshot import ProviderRuntime
 from ..providers.keyring import KeyRing
-from ..providers.transport import UpstreamClient
+from ..providers.transport.base import UpstreamClient
 from ..routing.breaker import Breakers
 from ..routing.select import RoundRobin
 from ..settings import ServeSettings

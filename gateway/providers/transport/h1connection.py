@@ -1,28 +1,22 @@
-"""A lean HTTP/1.1 upstream client: asyncio protocols over pooled keep-alive connections, the
-response parsed by httptools (llhttp, the parser behind uvicorn).
-
-Measured on this machine: the aiohttp client costs ~115 µs of CPU per proxied request, while
-granian answering a request costs ~40 µs; this client does the upstream side in a fraction of
-aiohttp's cost by doing only what a relay needs (one request write, a C parser, body chunks
-handed over as they arrive, one timer per request for the read / total timeouts).
+"""One pooled upstream connection of the HTTP/1.1 client (h1client.py) and the response read
+from it: an asyncio protocol whose bytes httptools (llhttp) parses, body chunks handed to the
+reader as they arrive, reading paused above a high-water mark, one timer per request for the
+read and total timeouts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import functools
 import socket
-import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, cast
-from urllib.parse import urlsplit
+from typing import Any, Protocol, cast
 
 import httptools
 
-from ..config.types import Timeouts
-from .transport import UpstreamConnectError, UpstreamMaybeSent, UpstreamTimeout
+from ...config.types import Timeouts
+from .base import UpstreamConnectError, UpstreamTimeout
 
 _HIGH_WATER = 1 << 20  # pause reading the upstream when this much body waits for the client
 _PROBE_AFTER_IDLE_S = 0.5
@@ -53,8 +47,16 @@ class _Headers(dict[str, str]):
         return super().get(key.lower(), default)
 
 
-class _Conn(asyncio.Protocol):
-    def __init__(self, pool: _HostPool) -> None:
+class Pool(Protocol):
+    """Where a connection goes back when its response is complete (h1client's host pool)."""
+
+    def give_back(self, conn: Connection) -> None: ...
+
+    def forget(self, conn: Connection) -> None: ...
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, pool: Pool) -> None:
         self.pool = pool
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
@@ -132,7 +134,7 @@ class _Conn(asyncio.Protocol):
 class H1Response:
     """The protocol the relay reads: status, headers, read() / chunks(), aclose()."""
 
-    def __init__(self, conn: _Conn, timeouts: Timeouts) -> None:
+    def __init__(self, conn: Connection, timeouts: Timeouts) -> None:
         self.loop = asyncio.get_running_loop()
         self.conn = conn
         self.status = 0
@@ -218,120 +220,3 @@ class H1Response:
         if not self.complete:  # unfinished: drop the connection, which cancels the upstream
             self._timer.cancel()
             self.conn.abort()
-
-
-class _HostPool:
-    """Keep-alive connections to one upstream. A slot is held by each connection that has a
-    request in flight; idle connections hold none."""
-
-    def __init__(self, host: str, port: int, tls: ssl.SSLContext | None, limit: int) -> None:
-        self.host, self.port, self.tls = host, port, tls
-        self.idle: list[_Conn] = []
-        self.slots = asyncio.Semaphore(limit)
-
-    def give_back(self, conn: _Conn) -> None:
-        self._end(conn)
-        conn.reused = True
-        conn.idle_since = time.monotonic()
-        self.idle.append(conn)
-
-    def forget(self, conn: _Conn) -> None:
-        if conn in self.idle:
-            self.idle.remove(conn)
-        self._end(conn)
-
-    def _end(self, conn: _Conn) -> None:
-        if conn.busy:
-            conn.busy = False
-            self.slots.release()
-
-    async def get(self, connect_timeout: float) -> _Conn:
-        await self.slots.acquire()
-        while self.idle:
-            conn = self.idle.pop()
-            if conn.usable():
-                conn.busy = True
-                return conn
-            conn.abort()
-        try:
-            loop = asyncio.get_running_loop()
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: _Conn(self),
-                    self.host,
-                    self.port,
-                    ssl=self.tls,
-                    server_hostname=self.host if self.tls else None,
-                ),
-                timeout=connect_timeout,
-            )
-        except BaseException as exc:
-            self.slots.release()
-            if isinstance(exc, TimeoutError):
-                raise UpstreamTimeout(f"connecting to {self.host}:{self.port} timed out") from None
-            if isinstance(exc, OSError):
-                raise UpstreamConnectError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
-            raise
-        conn.busy = True
-        return conn
-
-
-class H1Client:
-    def __init__(self, pool_size: int) -> None:
-        self._pool_size = pool_size
-        self._pools: dict[tuple[str, str, int], _HostPool] = {}
-        self._tls: ssl.SSLContext | None = None
-
-    def _pool(self, scheme: str, host: str, port: int) -> _HostPool:
-        key = (scheme, host, port)
-        pool = self._pools.get(key)
-        if pool is None:
-            tls = None
-            if scheme == "https":
-                tls = self._tls = self._tls or ssl.create_default_context()
-            pool = self._pools[key] = _HostPool(host, port, tls, self._pool_size)
-        return pool
-
-    async def send(
-        self, method: str, url: str, headers: dict[str, str], body: bytes | None, timeouts: Timeouts
-    ) -> H1Response:
-        scheme, host, port, target, netloc = _split(url)
-        head = [f"{method} {target} HTTP/1.1\r\nhost: {netloc}\r\n"]
-        head += [f"{k}: {v}\r\n" for k, v in headers.items()]
-        head.append(f"content-length: {len(body or b'')}\r\n\r\n")
-        wire = "".join(head).encode("latin-1") + (body or b"")
-        pool = self._pool(scheme, host, port)
-        conn = await pool.get(timeouts.connect)  # never one already known to be closed
-        response = H1Response(conn, timeouts)
-        conn.response = response
-        assert conn.transport is not None
-        conn.transport.write(wire)
-        try:
-            await response.wait_head()
-        except UpstreamConnectError as exc:
-            # Once written, the request may have been read and acted on: never resent here (the
-            # relay decides, and counts it as an attempt).
-            conn.abort()
-            if conn.reused and not response.touched:
-                raise UpstreamMaybeSent(f"{exc} (a reused keep-alive connection)") from None
-            raise
-        except BaseException:  # timeout, or the caller was cancelled: drop the request
-            response.fail(UpstreamTimeout("abandoned"))
-            conn.abort()
-            raise
-        return response
-
-    async def aclose(self) -> None:
-        for pool in self._pools.values():
-            for conn in list(pool.idle):
-                conn.abort()
-
-
-@functools.lru_cache(maxsize=1024)
-def _split(url: str) -> tuple[str, str, int, str, str]:
-    """scheme, host, port, request target, Host header: upstream URLs repeat, so parse each once."""
-    parts = urlsplit(url)
-    scheme, host = parts.scheme, parts.hostname or ""
-    port = parts.port or (443 if scheme == "https" else 80)
-    target = parts.path + (f"?{parts.query}" if parts.query else "")
-    return scheme, host, port, target or "/", parts.netloc

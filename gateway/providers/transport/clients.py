@@ -1,8 +1,8 @@
-"""Upstream HTTP clients behind one small protocol, chosen by `--transport`.
+"""Upstream HTTP clients behind one small protocol (base.py), chosen by `--transport`.
 
 `h1` (the default) is our own HTTP/1.1 client (h1client.py: asyncio protocol + httptools), the
-fastest through the gateway on this machine; `aiohttp`, `httpx-aiohttp` and `httpx` stay
-selectable (README, "The relay", has the measured ratios), and `httpx` keeps
+fastest through the gateway on this machine; `aiohttp`, `httpx-aiohttp` and `httpx` (this
+module) stay selectable (README, "The relay", has the measured ratios), and `httpx` keeps
 `httpx.MockTransport` usable. Foreign exceptions are translated here, once, into
 `UpstreamTimeout` / `UpstreamConnectError`.
 """
@@ -11,43 +11,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
-from typing import Protocol
 
 import aiohttp
 import httpx
 
-from ..config.types import Timeouts
-
-
-class UpstreamTimeout(Exception):
-    pass
-
-
-class UpstreamConnectError(Exception):
-    pass
-
-
-class UpstreamMaybeSent(UpstreamConnectError):
-    """The connection failed after the request was written: the upstream may have acted on it."""
-
-
-class UpstreamResponse(Protocol):
-    status: int
-    headers: Mapping[str, str]
-
-    async def read(self) -> bytes: ...
-
-    def chunks(self) -> AsyncIterator[bytes]: ...
-
-    async def aclose(self) -> None: ...
-
-
-class UpstreamClient(Protocol):
-    async def send(
-        self, method: str, url: str, headers: dict[str, str], body: bytes | None, timeouts: Timeouts
-    ) -> UpstreamResponse: ...
-
-    async def aclose(self) -> None: ...
+from ...config.types import Timeouts
+from .base import UpstreamClient, UpstreamConnectError, UpstreamTimeout
 
 
 class _AiohttpResponse:
