@@ -17,9 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.server import app as app_module
 from gateway.server import http, native
 from gateway.server.app import App
+from gateway.server.envelope import serve
+from gateway.server.relay import relay_endpoint
 from gateway.settings import ServeSettings
 from tests.gateway_process import GatewayProcess
 from tests.intake_support import CHAT, FAR, KEY, Answer, intake_gateway, open_request, raw_request
@@ -186,7 +187,7 @@ def test_an_unexpected_error_is_a_500_with_its_request_id_and_row(tmp_path: Path
             proto = FakeProto(CHAT)
             scope = FakeScope("POST", "/v1/chat/completions", _Headers({"authorization": f"Bearer {KEY}"}))
             with contextlib.suppress(Exception):
-                await app_module.relay_handler("chat/completions", broken)(state, scope, proto)
+                await serve(relay_endpoint("chat/completions", broken), state, scope, proto)
             return proto, recorder
         finally:
             await app.stop()

@@ -1,4 +1,5 @@
-"""Non-relay endpoints: model listing, health, metrics, policy status, admin usage queries."""
+"""Non-relay endpoints: model listing, health, metrics, policy status, admin usage queries.
+Handlers of the one envelope (envelope.py): they answer or raise."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ from typing import Any
 import msgspec
 
 from ..config.snapshot import KeyRuntime
-from ..errors import GatewayError, InvalidRequest, NotFound, UpstreamError
+from ..errors import InvalidRequest, NotFound, UpstreamError
 from ..providers.openai_wire import TOO_DEEP
 from ..usage.claim import read_problem
-from . import midjourney
 from .auth import authenticate, authenticate_admin, presented_key
-from .http import client_ip, json_body, read_body, send_error, send_json
+from .envelope import Call
+from .http import client_ip, json_body, read_body, send_json
 from .state import WorkerState
 
 
@@ -27,53 +28,43 @@ def _anthropic_entry(name: str) -> dict[str, Any]:
     return {"type": "model", "id": name, "display_name": name, "created_at": "1970-01-01T00:00:00Z"}
 
 
-def _is_anthropic(scope: Any) -> bool:
+def _is_anthropic(call: Call) -> bool:
     """The Anthropic SDK (and Claude Code) send `anthropic-version` on every call."""
-    return bool(scope.headers.get("anthropic-version"))
+    if call.scope.headers.get("anthropic-version"):
+        call.family = "anthropic"  # its errors too
+        return True
+    return False
 
 
-def _key(state: WorkerState, scope: Any) -> KeyRuntime:
-    secret = presented_key(scope, ("x-api-key",))
-    return authenticate(state.store.current, secret, client_ip(scope, state.settings.trust_forwarded))
+def _key(call: Call) -> KeyRuntime:
+    secret = presented_key(call.scope, ("x-api-key",))
+    return authenticate(call.snap, secret, client_ip(call.scope, call.state.settings.trust_forwarded))
 
 
-async def list_models(state: WorkerState, scope: Any, proto: Any) -> None:
+async def list_models(call: Call) -> None:
     """OpenAI's list, or Anthropic's for an Anthropic client: both call `GET /v1/models`."""
-    anthropic = _is_anthropic(scope)
-    try:
-        names = state.store.current.models_for(_key(state, scope))
-    except GatewayError as err:
-        send_error(proto, err, "anthropic" if anthropic else "openai")
-        return
+    anthropic = _is_anthropic(call)
+    names = call.snap.models_for(_key(call))
     if anthropic:
-        send_json(proto, 200, {"data": [_anthropic_entry(n) for n in names], "has_more": False,
-                               "first_id": names[0] if names else None,
-                               "last_id": names[-1] if names else None})
+        send_json(call.proto, 200, {"data": [_anthropic_entry(n) for n in names], "has_more": False,
+                                    "first_id": names[0] if names else None,
+                                    "last_id": names[-1] if names else None})
         return
-    send_json(proto, 200, {"object": "list", "data": [_model_entry(state, n) for n in names]})
+    send_json(call.proto, 200, {"object": "list", "data": [_model_entry(call.state, n) for n in names]})
 
 
-def dynamic_route(method: str, path: str) -> Any:
-    if method == "GET" and path.startswith("/v1/models/"):
-        return _retrieve_model
-    return midjourney.dynamic_route(method, path)  # GET /mj/task/{id}/fetch|image-seed
+async def retrieve_model(call: Call) -> None:
+    """`GET /v1/models/{id}`."""
+    anthropic = _is_anthropic(call)
+    key = _key(call)
+    name = call.scope.path.removeprefix("/v1/models/")
+    if name not in call.snap.routes or not key.allows_model(name):
+        raise NotFound(f"the model `{name}` does not exist", code="model_not_found", param="model")
+    send_json(call.proto, 200, _anthropic_entry(name) if anthropic else _model_entry(call.state, name))
 
 
-async def _retrieve_model(state: WorkerState, scope: Any, proto: Any) -> None:
-    anthropic = _is_anthropic(scope)
-    try:
-        key = _key(state, scope)
-        name = scope.path.removeprefix("/v1/models/")
-        if name not in state.store.current.routes or not key.allows_model(name):
-            raise NotFound(f"the model `{name}` does not exist", code="model_not_found", param="model")
-    except GatewayError as err:
-        send_error(proto, err, "anthropic" if anthropic else "openai")
-        return
-    send_json(proto, 200, _anthropic_entry(name) if anthropic else _model_entry(state, name))
-
-
-async def healthz(state: WorkerState, scope: Any, proto: Any) -> None:
-    send_json(proto, 200, {"status": "ok"})
+async def healthz(call: Call) -> None:
+    send_json(call.proto, 200, {"status": "ok"})
 
 
 def _parquet_problem(state: WorkerState) -> dict[str, Any] | None:
@@ -84,7 +75,8 @@ def _parquet_problem(state: WorkerState) -> dict[str, Any] | None:
     return read_problem(Path(settings.data_dir))
 
 
-async def readyz(state: WorkerState, scope: Any, proto: Any) -> None:
+async def readyz(call: Call) -> None:
+    state, proto = call.state, call.proto
     if state.draining:
         send_json(proto, 503, {"status": "draining"})
         return
@@ -95,7 +87,8 @@ async def readyz(state: WorkerState, scope: Any, proto: Any) -> None:
     send_json(proto, 200, body)
 
 
-async def metrics(state: WorkerState, scope: Any, proto: Any) -> None:
+async def metrics(call: Call) -> None:
+    state, proto = call.state, call.proto
     lines = ["# TYPE tollgate_requests_total counter"]
     for (endpoint, status), count in sorted(state.counters.items()):
         lines.append(f'tollgate_requests_total{{endpoint="{endpoint}",status="{status}"}} {count}')
@@ -118,10 +111,9 @@ async def metrics(state: WorkerState, scope: Any, proto: Any) -> None:
     proto.response_bytes(200, [("content-type", "text/plain; version=0.0.4")], body)
 
 
-async def policy_status(state: WorkerState, scope: Any, proto: Any) -> None:
-    store = state.store
-    authenticate_admin(store.current, presented_key(scope))
-    snap = store.current
+async def policy_status(call: Call) -> None:
+    state, proto, store, snap = call.state, call.proto, call.state.store, call.snap
+    authenticate_admin(snap, presented_key(call.scope))
     send_json(
         proto,
         200,
@@ -158,10 +150,10 @@ class _Query(msgspec.Struct):
     sql: str
 
 
-async def usage_query(state: WorkerState, scope: Any, proto: Any) -> None:
+async def usage_query(call: Call) -> None:
     """One read-only SELECT on the ledger; what makes it read-only: usage/readonly_query.py."""
-    snap = state.store.current
-    authenticate_admin(snap, presented_key(scope))
+    state, scope, proto = call.state, call.scope, call.proto
+    authenticate_admin(call.snap, presented_key(scope))
     body = json_body(scope, await read_body(scope, proto, 1 << 20))
     try:
         query = msgspec.json.decode(body, type=_Query)

@@ -26,7 +26,7 @@ import msgspec
 from ..config.snapshot import ProviderRuntime, Route, RouteTarget, Snapshot
 from ..config.types import AnthropicProvider
 from ..core.usage import TokenUsage
-from ..errors import GatewayError, InvalidRequest
+from ..errors import InvalidRequest
 from ..providers.anthropic_adapter import messages_url
 from ..providers.base import UpstreamCall, send_http
 from ..providers.gemini_adapter import generate_url
@@ -34,15 +34,14 @@ from ..providers.openai_wire import rewrite_json
 from ..providers.transport.base import UpstreamConnectError, UpstreamTimeout
 from ..routing.select import candidates
 from .admission import Prepared
+from .attempts import AttemptFailed, Attempts, KeyRefused
 from .count_shapes import check_anthropic, check_gemini
+from .envelope import Call, Endpoint
 from .exchange import Exchange
-from .http import send_error
-from .intake import discard_body
 from .native import prepare_anthropic, prepare_gemini
 from .state import WorkerState
 
 log = logging.getLogger("tollgate")
-Handler = Callable[[WorkerState, Any, Any], Awaitable[None]]
 PrepareFn = Callable[[WorkerState, Snapshot, Any, Any, Exchange], Awaitable[Prepared]]
 
 CHARS_PER_TOKEN = 4  # the ratio the gateway uses for reservations and cut streams too
@@ -172,17 +171,14 @@ CallFn = Callable[[ProviderRuntime, Prepared, str, str], Outbound]
 
 
 async def upstream_count(
-    state: WorkerState, provider: ProviderRuntime, p: Prepared, served: str, build: CallFn, field: str,
-    x: Exchange,
-) -> bytes | None:
-    """The upstream's answer when it gives a count in `field`; None on any failure. Each key
-    tried is one attempt, within max_attempts."""
-    ring = state.keyring(provider)
-    for api_key in ring.rotation():
-        if x.attempts >= state.store.current.settings.routing.max_attempts:
-            return None
-        x.attempts += 1
-        call, url, auth = build(provider, p, served, api_key)
+    state: WorkerState, snap: Snapshot, provider: ProviderRuntime, target: RouteTarget, p: Prepared,
+    family: Family, x: Exchange,
+) -> bytes | None:  # fmt: skip
+    """The upstream's answer when it gives a count in `family.field`; None on any failure. Keys
+    rotate through the attempt engine (each one tried counts, within max_attempts)."""
+
+    async def send(api_key: str) -> bytes | None:
+        call, url, auth = family.build(provider, p, target.model, api_key)
         try:
             response = await send_http(state.client, call, url, auth)
             raw = await response.read()
@@ -190,13 +186,16 @@ async def upstream_count(
             log.info("count tokens: upstream %s failed (%s); estimating", provider.id, type(exc).__name__)
             return None
         if response.status in (401, 403):
-            ring.bench(api_key)
-            continue
+            raise KeyRefused(f"HTTP {response.status}")
         if response.status >= 400:
             log.info("count tokens: upstream %s answered %s; estimating", provider.id, response.status)
             return None
-        return raw if _has_count(raw, field) else None
-    return None
+        return raw if _has_count(raw, family.field) else None
+
+    try:
+        return await Attempts(state, snap, x, breakers=False).with_keys(provider, target, send)
+    except AttemptFailed:
+        return None
 
 
 def _has_count(raw: bytes, field: str) -> bool:
@@ -230,8 +229,7 @@ async def count(
     target = first_target(state, snap, p.route)
     provider = snap.providers.get(target.provider) if target else None
     if target is not None and provider is not None and provider.kind == family.kind:
-        x.provider, x.served_model = provider.id, target.model
-        raw = await upstream_count(state, provider, p, target.model, family.build, family.field, x)
+        raw = await upstream_count(state, snap, provider, target, p, family, x)
         if raw is not None:
             x.status = 200
             proto.response_bytes(200, _headers("upstream", x), raw)
@@ -245,33 +243,19 @@ def _headers(source: str, x: Exchange) -> list[tuple[str, str]]:
     return [("content-type", "application/json"), (SOURCE_HEADER, source), ("x-request-id", x.request_id)]
 
 
-def handler(family: Family) -> Handler:
-    async def handle(state: WorkerState, scope: Any, proto: Any) -> None:
-        snap = state.store.current
-        x = Exchange(family.endpoint, usage=TokenUsage(source="none"))  # free: never priced
-        err: GatewayError | None = None
-        try:
-            await count(state, snap, scope, proto, family, x)
-        except GatewayError as exc:
-            err = exc
-        except Exception:  # a bug: still answered, and recorded, under the request's id
-            log.exception("unhandled error on %s %s", scope.method, scope.path)
-            err = GatewayError("internal error in the gateway; see its log")
-        finally:
-            if err is not None:
-                x.fail(err)
-                send_error(proto, err, family.name, headers=[("x-request-id", x.request_id)])
-            state.count(family.endpoint, x.status)
-            state.recorder.record(x.to_record(snap))  # no tokens, no cost; limits untouched
-        if err is not None:  # answered early: drop the body the client may still be sending
-            await discard_body(scope, proto)
+def endpoint(family: Family) -> Endpoint:
+    """A count endpoint of the envelope: recorded (no tokens, no cost), never limited."""
 
-    return handle
+    async def handle(call: Call) -> None:
+        call.x.usage = TokenUsage(source="none")  # free: never priced
+        await count(call.state, call.snap, call.scope, call.proto, family, call.x)
+
+    return Endpoint(handle, family.name, family.endpoint)
 
 
 ANTHROPIC = Family("anthropic", "messages/count_tokens", "anthropic", "input_tokens",
                    prepare_anthropic, anthropic_call, anthropic_estimate)
 GEMINI = Family("gemini", "countTokens", "gemini", "totalTokens",
                 prepare_gemini, gemini_call, gemini_estimate)
-anthropic_count_tokens = handler(ANTHROPIC)
-gemini_count_tokens = handler(GEMINI)
+anthropic_count_tokens = endpoint(ANTHROPIC)
+gemini_count_tokens = endpoint(GEMINI)

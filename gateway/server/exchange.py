@@ -9,6 +9,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from ..billing.pricing import compute_cost
 from ..config.snapshot import KeyRuntime, Snapshot
@@ -61,6 +62,7 @@ class Exchange:
     tags: tuple[str, ...] = ()
     body_bytes: int = 0
     relayed_chars: int = 0
+    action_cost: Decimal | None = None  # billed per action (Midjourney), not per token
 
     def fail(self, err: GatewayError) -> None:
         self.status = err.status
@@ -90,8 +92,10 @@ class Exchange:
     def to_record(self, snapshot: Snapshot) -> UsageRecord:
         elapsed = time.perf_counter() - self.t0
         usage = self.final_usage()
-        cost = None
-        if usage.source != "none" and self.provider and self.served_model:
+        cost, source = None, usage.source
+        if self.action_cost is not None:
+            cost, source = self.action_cost, "upstream"
+        elif usage.source != "none" and self.provider and self.served_model:
             price = snapshot.price_for(self.provider, self.served_model)
             cost = compute_cost(price, usage, self.multiplier())
         key = self.key
@@ -119,7 +123,7 @@ class Exchange:
             images=usage.images,
             audio_seconds=usage.audio_seconds,
             cost_usd=cost,
-            usage_source=usage.source,
+            usage_source=source,
             latency_ms=round(elapsed * 1000, 3),
             ttft_ms=round(self.ttft_ms, 3) if self.ttft_ms is not None else None,
             policy_revision=snapshot.revision,

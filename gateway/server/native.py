@@ -11,7 +11,6 @@ the codecs do the rest. Errors go out in the family's shape.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -19,18 +18,18 @@ from urllib.parse import parse_qs, unquote
 import msgspec
 
 from ..config.snapshot import Snapshot
-from ..errors import GatewayError, InvalidRequest, NotFound
+from ..errors import InvalidRequest, NotFound
 from ..providers.openai_wire import TOO_DEEP, Head, Tokens, decode_head
 from .admission import Prepared, admit
 from .auth import authenticate, presented_key
+from .envelope import Call, Endpoint
 from .exchange import Exchange
 from .gemini_array import JsonArrayProto, wants_json_array
 from .gemini_models import gemini_model
-from .http import client_ip, json_body, send_error, send_json
+from .http import client_ip, json_body, send_json
 from .intake import authenticate_request, read_body
 from .state import WorkerState
 
-Handler = Callable[[WorkerState, Any, Any], Awaitable[None]]
 GEMINI_PREFIXES = ("/v1beta/models/", "/v1/models/")  # v1: google-genai with api_version="v1"
 GEMINI_VERBS = {"generateContent": False, "streamGenerateContent": True}  # generation: relayed
 COUNT_VERB = "countTokens"  # not a generation verb: never relayed (see count_tokens.py)
@@ -111,53 +110,59 @@ async def prepare_gemini(
     return admit(snap, key, head, body, "application/json", x, ip, "gemini", usage=usage)
 
 
-async def list_gemini_models(state: WorkerState, scope: Any, proto: Any) -> None:
-    snap = state.store.current
-    try:
-        key = authenticate(snap, gemini_key(scope), client_ip(scope, state.settings.trust_forwarded))
-        if scope.path.rstrip("/") == "/v1beta/models":
-            send_json(proto, 200, {"models": [gemini_model(snap, m) for m in snap.models_for(key)]})
+async def list_gemini_models(call: Call) -> None:
+    snap, scope = call.snap, call.scope
+    key = authenticate(snap, gemini_key(scope), client_ip(scope, call.state.settings.trust_forwarded))
+    if scope.path.rstrip("/") == "/v1beta/models":
+        send_json(call.proto, 200, {"models": [gemini_model(snap, m) for m in snap.models_for(key)]})
+        return
+    name = unquote(scope.path.removeprefix("/v1beta/models/")).removeprefix("models/")
+    if name not in snap.routes or not key.allows_model(name):
+        raise NotFound(f"models/{name} is not found", code="model_not_found")
+    send_json(call.proto, 200, gemini_model(snap, name))
+
+
+async def _unknown_gemini_method(call: Call) -> None:
+    raise NotFound(f"unknown method {call.scope.method} {call.scope.path}")
+
+
+def _generating(relayed: Endpoint) -> Endpoint:
+    """Generation: SSE as relayed, or the JSON array Gemini answers without `?alt=sse`."""
+
+    async def generate(call: Call) -> None:
+        if not wants_json_array(call.scope, gemini_target(call.scope.path)[1]):
+            await relayed.handler(call)
             return
-        name = unquote(scope.path.removeprefix("/v1beta/models/")).removeprefix("models/")
-        if name not in snap.routes or not key.allows_model(name):
-            raise NotFound(f"models/{name} is not found", code="model_not_found")
-        send_json(proto, 200, gemini_model(snap, name))
-    except GatewayError as err:
-        send_error(proto, err, "gemini")
+        array = JsonArrayProto(call.proto)
+        call.proto = array
+        await relayed.handler(call)
+        await array.finish()
 
-
-async def _unknown_gemini_method(state: WorkerState, scope: Any, proto: Any) -> None:
-    send_error(proto, NotFound(f"unknown method {scope.method} {scope.path}"), "gemini")
+    return Endpoint(generate, relayed.family, relayed.endpoint, watch=relayed.watch)
 
 
 class GeminiRoutes:
     """The Gemini paths carry the model in the path, so they are matched by prefix."""
 
-    def __init__(self, relayed: Handler, count: Handler | None = None,
-                 embed: dict[str, Handler] | None = None) -> None:
-        self.relayed = relayed
+    def __init__(self, relayed: Endpoint, count: Endpoint, embed: dict[str, Endpoint]) -> None:
+        self.generate = _generating(relayed)
         self.count = count
-        self.embed = embed or {}  # verb -> handler
+        self.embed = embed  # verb -> route
+        self.models = Endpoint(list_gemini_models, "gemini")
+        self.unknown = Endpoint(_unknown_gemini_method, "gemini")
 
-    async def generate(self, state: WorkerState, scope: Any, proto: Any) -> None:
-        if not wants_json_array(scope, gemini_target(scope.path)[1]):
-            await self.relayed(state, scope, proto)
-            return
-        array = JsonArrayProto(proto)
-        await self.relayed(state, scope, array)
-        await array.finish()
-
-    def route(self, method: str, path: str) -> Handler | None:
-        if method == "POST" and self.count is not None and gemini_target(path)[1] == COUNT_VERB:
+    def route(self, method: str, path: str) -> Endpoint | None:
+        verb = gemini_target(path)[1]
+        if method == "POST" and verb == COUNT_VERB:
             return self.count
-        if method == "POST" and (embed := self.embed.get(gemini_target(path)[1])) is not None:
+        if method == "POST" and (embed := self.embed.get(verb)) is not None:
             return embed
         if path.startswith("/v1/models/"):  # GET /v1/models/{id} is OpenAI's
-            return self.generate if method == "POST" and gemini_target(path)[1] in GEMINI_VERBS else None
+            return self.generate if method == "POST" and verb in GEMINI_VERBS else None
         if not path.startswith("/v1beta/models"):
             return None
         if method == "GET":
-            return list_gemini_models
-        if method == "POST" and gemini_target(path)[1] in GEMINI_VERBS:
+            return self.models
+        if method == "POST" and verb in GEMINI_VERBS:
             return self.generate
-        return _unknown_gemini_method
+        return self.unknown

@@ -1,5 +1,6 @@
-"""The relay: try the admitted request's upstreams in order (tiers, weights, fallbacks,
-breakers, provider key rotation) until one answers, then hand its answer to `deliver`.
+"""The relay: the admitted request goes to its route's upstreams through the attempt engine
+(attempts.py: tiers, weights, fallbacks, breakers, key rotation) until one answers; its answer
+goes to `deliver`. `relay_endpoint` is the envelope's entry for a relayed endpoint.
 
 Per request: one msgspec decode of the fields the gateway needs (admission.py), a memoized rule
 decision, a weighted choice of upstream, and the upstream's bytes streamed straight back.
@@ -7,6 +8,7 @@ decision, a weighted choice of upstream, and the upstream's bytes streamed strai
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -21,48 +23,43 @@ from ..providers.transport.base import UpstreamConnectError, UpstreamTimeout
 from ..redact import Redactor
 from ..routing.select import candidates
 from .admission import MULTIPART_ENDPOINTS, Prepared, admit, decide, estimate_tokens, prepare
+from .attempts import AttemptFailed, Attempts, Exhausted, KeyRefused, Send
 from .deliver import deliver
+from .envelope import Call, Endpoint
 from .exchange import Exchange
+from .rsgi import Proto, Scope
 from .state import WorkerState
 
-__all__ = ["Prepared", "admit", "decide", "estimate_tokens", "prepare", "relay"]  # re-exported
+__all__ = ["Prepared", "admit", "decide", "estimate_tokens", "prepare", "relay", "relay_endpoint"]
+PrepareFn = Callable[[WorkerState, Snapshot, Scope, Proto, Exchange], Awaitable[Prepared]]
+Answer = tuple[UpstreamResponse, Codec, Outgoing, RouteTarget]
 
 
-class AttemptFailed(Exception):
-    """A retryable failure of one upstream before any byte reached the client."""
+def relay_endpoint(endpoint: str, prepare_fn: PrepareFn = prepare, family: str = "openai") -> Endpoint:
+    """A relayed endpoint: `prepare_fn` reads the client's format; errors leave in `family`'s shape."""
 
-    def __init__(self, provider: str, detail: str, status: int = 502) -> None:
-        super().__init__(detail)
-        self.provider, self.detail, self.status = provider, detail, status
+    async def handle(call: Call) -> None:
+        p = await prepare_fn(call.state, call.snap, call.scope, call.proto, call.x)
+        p.extra_headers = await call.admit(p.key, p.route.name, estimate_tokens(p), p.head.token_limit)
+        await relay(call.state, call.snap, call.proto, call.x, p)
+
+    return Endpoint(handle, family, endpoint, watch=True)
 
 
-async def relay(state: WorkerState, snap: Snapshot, proto: Any, x: Exchange, p: Prepared) -> None:
+async def relay(state: WorkerState, snap: Snapshot, proto: Proto, x: Exchange, p: Prepared) -> None:
     """Try the route's upstreams in order until one answers; relay its answer."""
-    routing = snap.settings.routing
-    last: AttemptFailed | None = None
-    for target in candidates(snap, p.route, state.rng, state.round_robin):
-        if x.attempts >= routing.max_attempts:
-            break
-        breaker = state.breakers.get(target.provider, routing.breaker)
-        if not breaker.allow():
-            continue
-        try:
-            response, codec, out = await attempt(state, snap, p, target, x)
-        except AttemptFailed as failed:
-            breaker.failure()
-            last = failed
-            continue
-        except GatewayError:
-            breaker.success()  # the upstream answered; the request itself was refused
-            raise
-        try:
-            await deliver(proto, response, codec, out, p, target, x, snap.redactor)
-        except UpstreamError:  # a cut or unreadable answer: not retried (it may have run), but counted
-            breaker.failure()
-            raise
-        breaker.success()
-        return
-    raise exhausted(p, x, last)
+    engine = Attempts(state, snap, x)
+    try:
+        response, codec, out, target = await engine.first(
+            candidates(snap, p.route, state.rng, state.round_robin), _upstream(state, snap, p, x)
+        )
+    except Exhausted as none:
+        raise exhausted(p, x, none.last) from None
+    try:
+        await deliver(proto, response, codec, out, p, target, x, snap.redactor)
+    except UpstreamError:  # a cut or unreadable answer: not retried (it may have run), but counted
+        state.breakers.get(target.provider, snap.settings.routing.breaker).failure()
+        raise
 
 
 def exhausted(p: Prepared, x: Exchange, last: AttemptFailed | None) -> GatewayError:
@@ -80,71 +77,51 @@ def exhausted(p: Prepared, x: Exchange, last: AttemptFailed | None) -> GatewayEr
     )
 
 
-async def attempt(
-    state: WorkerState, snap: Snapshot, p: Prepared, target: RouteTarget, x: Exchange
-) -> tuple[UpstreamResponse, Codec, Outgoing]:
-    provider = snap.providers[target.provider]
-    try:
-        codec = codec_for(p.client_family, provider.kind, x.endpoint)
-    except NoCodec as exc:
-        raise AttemptFailed(provider.id, str(exc)) from None
-    ring = state.keyring(provider)
-    adapter = adapter_for(provider.kind)
-    out = Outgoing(
-        endpoint=x.endpoint,
-        body=p.body,
-        model=p.head.model or "",
-        upstream_model=target.model,
-        stream=p.head.stream,
-        client_wants_usage=p.head.client_wants_usage,
-        multipart=x.endpoint in MULTIPART_ENDPOINTS,
-        provider=provider,
-    )
-    endpoint, body = codec.request(out)
-    for api_key in ring.rotation():
-        check_budget(x, snap.settings.routing.max_attempts, provider)
-        x.attempts += 1
-        x.provider, x.served_model = provider.id, target.model
-        call = UpstreamCall(
-            provider=provider,
-            endpoint=endpoint,
-            method="POST",
-            model=target.model,
-            body=body,
-            content_type=p.content_type,
-            stream=p.head.stream,
-            api_key=api_key,
-            headers=p.decision.headers,
-        )
+def _upstream(
+    state: WorkerState, snap: Snapshot, p: Prepared, x: Exchange
+) -> Callable[[ProviderRuntime, RouteTarget], Send[Answer]]:
+    """For one candidate: its codec and upstream body once, then one delivery per API key."""
+
+    def for_target(provider: ProviderRuntime, target: RouteTarget) -> Send[Answer]:
         try:
-            response = await adapter.send(call, state.client)
-        except (UpstreamTimeout, TimeoutError):
-            raise AttemptFailed(provider.id, "timed out waiting for the upstream", 504) from None
-        except (UpstreamConnectError, OSError) as exc:
-            raise AttemptFailed(provider.id, f"connection failed ({exc})") from None
-        if response.status < 400:
-            return response, codec, out
-        detail = await upstream_error_detail(response, snap.redactor)
-        if response.status in (401, 403):
-            ring.bench(api_key)  # this key is refused; the provider's other keys may serve
-            continue
-        if response.status in snap.settings.routing.retry_on:
-            raise AttemptFailed(provider.id, f"HTTP {response.status}: {detail}", response.status)
-        raise UpstreamError(
-            f"upstream {provider.id} refused the request: {detail}",
-            status=response.status,
-            code="upstream_error",
-        )
-    raise AttemptFailed(provider.id, "every api key of this provider was refused", 502)
+            codec = codec_for(p.client_family, provider.kind, x.endpoint)
+        except NoCodec as exc:
+            raise AttemptFailed(provider.id, str(exc)) from None
+        out = Outgoing(endpoint=x.endpoint, body=p.body, model=p.head.model or "",
+                       upstream_model=target.model, stream=p.head.stream,
+                       client_wants_usage=p.head.client_wants_usage,
+                       multipart=x.endpoint in MULTIPART_ENDPOINTS, provider=provider)
+        endpoint, body = codec.request(out)
+        adapter = adapter_for(provider.kind)
+
+        async def send(api_key: str) -> Answer:
+            call = UpstreamCall(provider=provider, endpoint=endpoint, method="POST", model=target.model,
+                                body=body, content_type=p.content_type, stream=p.head.stream,
+                                api_key=api_key, headers=p.decision.headers)
+            try:
+                response = await adapter.send(call, state.client)
+            except (UpstreamTimeout, TimeoutError):
+                raise AttemptFailed(provider.id, "timed out waiting for the upstream", 504) from None
+            except (UpstreamConnectError, OSError) as exc:
+                raise AttemptFailed(provider.id, f"connection failed ({exc})") from None
+            if response.status < 400:
+                return response, codec, out, target
+            raise await _refusal(response, provider, snap)
+
+        return send
+
+    return for_target
 
 
-def check_budget(x: Exchange, max_attempts: int, provider: ProviderRuntime) -> None:
-    """Every upstream delivery counts against `max_attempts` and the provider's total timeout,
-    whichever key or candidate it goes to."""
-    if x.attempts >= max_attempts:
-        raise AttemptFailed(provider.id, f"stopped after {x.attempts} attempt(s) (max_attempts)", 502)
-    if x.elapsed() >= provider.timeouts.total:
-        raise AttemptFailed(provider.id, "the total timeout passed before another attempt", 504)
+async def _refusal(response: UpstreamResponse, provider: ProviderRuntime, snap: Snapshot) -> Exception:
+    """What an upstream's error status means for the engine."""
+    detail = await upstream_error_detail(response, snap.redactor)
+    if response.status in (401, 403):
+        return KeyRefused(detail)
+    if response.status in snap.settings.routing.retry_on:
+        return AttemptFailed(provider.id, f"HTTP {response.status}: {detail}", response.status)
+    return UpstreamError(f"upstream {provider.id} refused the request: {detail}", status=response.status,
+                         code="upstream_error")
 
 
 class _ErrorDoc(msgspec.Struct):
@@ -153,7 +130,7 @@ class _ErrorDoc(msgspec.Struct):
 
 
 async def upstream_error_detail(response: UpstreamResponse, redactor: Redactor) -> str:
-    """A short reason from an upstream error body, with the provider's keys scrubbed out."""
+    """A short reason from an upstream error body, with the configured secrets masked."""
     try:
         raw = await response.read()
     except (UpstreamTimeout, UpstreamConnectError, OSError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from ..billing.limits import Limiter, NoLimits
 from ..config.reload import PolicyStore
@@ -16,9 +16,7 @@ from ..routing.select import RoundRobin
 from ..settings import ServeSettings
 from ..usage.record import UsageRecord
 from .disconnect import Watches
-
-if TYPE_CHECKING:
-    from .mj_common import MjRuntime
+from .midjourney.tasks import MjRuntime
 
 log = logging.getLogger("tollgate")
 
@@ -53,7 +51,7 @@ class WorkerState:
         self.watches = Watches()
         self._keyrings: dict[str, KeyRing] = {}
         self.counters: dict[tuple[str, int], int] = {}
-        self.midjourney: MjRuntime | None = None  # tasks store and poller (server/mj_common.py)
+        self.midjourney: MjRuntime | None = None  # tasks store and poller (midjourney/tasks.py)
 
     def keyring(self, provider: ProviderRuntime) -> KeyRing:
         ring = self._keyrings.get(provider.id)

@@ -253,3 +253,11 @@ class TaskStore:
         by_id = {r[0]: _row(r) for r in rows}
         return [by_id[i] for i in wanted if i in by_id]
 
+
+class MjRuntime:
+    """One worker's Midjourney state: the shared task store and its background poller."""
+
+    def __init__(self, store: TaskStore, poll_s: float) -> None:
+        self.store = store
+        self.poll_s = poll_s
+        self.poller: asyncio.Task[None] | None = None

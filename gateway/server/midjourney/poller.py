@@ -16,12 +16,12 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from ..errors import GatewayError
-from ..midjourney.tasks import TaskRow
-from ..providers import midjourney as wire
-from ..usage.record import UsageRecord
-from .mj_common import MjRuntime, Unreachable, call_upstream, runtime
-from .state import WorkerState
+from ...errors import GatewayError
+from ...providers import midjourney as wire
+from ...usage.record import UsageRecord
+from ..state import WorkerState
+from .runtime import Unreachable, call_upstream, runtime
+from .tasks import MjRuntime, TaskRow
 
 log = logging.getLogger("tollgate.midjourney")
 

@@ -14,31 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any
 from urllib.parse import unquote
 
 import msgspec
 
-from ..errors import InvalidRequest, UpstreamError
-from ..midjourney.tasks import TaskRow
-from ..providers import midjourney as wire
-from ..providers.openai_wire import TOO_DEEP
-from .http import JSON, json_body
-from .intake import read_body
-from .mj_common import (
-    Handler,
-    MjRuntime,
-    Unreachable,
-    call_upstream,
-    mj_endpoint,
-    mj_key,
-    owned_task,
-    runtime,
-    scrub,
-)
-from .mj_submit import handle_submit
-from .mj_tasks import refresh, view
-from .state import WorkerState
+from ...errors import InvalidRequest, UpstreamError
+from ...providers import midjourney as wire
+from ...providers.openai_wire import TOO_DEEP
+from ..envelope import Call, Endpoint
+from ..http import JSON, json_body
+from ..intake import read_body
+from ..state import WorkerState
+from .poller import refresh, view
+from .runtime import Unreachable, call_upstream, mj_key, owned_task, runtime, scrub
+from .submit import submit_endpoint
+from .tasks import MjRuntime, TaskRow
 
 SUBMITS = ("imagine", "action", "change", "simple-change", "blend", "describe", "modal", "shorten")
 PREFIXES: tuple[tuple[str, str | None], ...] = (
@@ -52,20 +42,11 @@ _LIST_LIMIT = 100
 _REFRESH_CONCURRENCY = 8
 
 
-def _submit(endpoint: str, mode: str | None) -> Handler:
-    @mj_endpoint
-    async def handle(state: WorkerState, scope: Any, proto: Any) -> None:
-        await handle_submit(state, scope, proto, endpoint, mode)
+def _list(mode: str | None) -> Endpoint:
+    async def handle(call: Call) -> None:
+        await list_by_condition(call, mode)
 
-    return handle
-
-
-def _list(mode: str | None) -> Handler:
-    @mj_endpoint
-    async def handle(state: WorkerState, scope: Any, proto: Any) -> None:
-        await list_by_condition(state, scope, proto, mode)
-
-    return handle
+    return Endpoint(handle, "midjourney")
 
 
 def _task_path(path: str) -> tuple[str | None, str]:
@@ -74,18 +55,17 @@ def _task_path(path: str) -> tuple[str | None, str]:
     return match.group(1), unquote(match.group(2))
 
 
-@mj_endpoint
-async def fetch(state: WorkerState, scope: Any, proto: Any) -> None:
-    key = mj_key(state, state.store.current, scope)
-    mode, task_id = _task_path(scope.path)
+async def fetch(call: Call) -> None:
+    state = call.state
+    key = mj_key(state, call.snap, call.scope)
+    mode, task_id = _task_path(call.scope.path)
     mj = runtime(state)
     task = await refresh(state, mj, await owned_task(mj, key, task_id), mode)
-    proto.response_bytes(200, [("content-type", JSON)], view(task))
+    call.proto.response_bytes(200, [("content-type", JSON)], view(task))
 
 
-@mj_endpoint
-async def image_seed(state: WorkerState, scope: Any, proto: Any) -> None:
-    snap = state.store.current
+async def image_seed(call: Call) -> None:
+    state, snap, scope, proto = call.state, call.snap, call.scope, call.proto
     key = mj_key(state, snap, scope)
     mode, task_id = _task_path(scope.path)
     task = await owned_task(runtime(state), key, task_id)
@@ -104,8 +84,8 @@ async def image_seed(state: WorkerState, scope: Any, proto: Any) -> None:
     proto.response_bytes(200, [("content-type", JSON)], data)
 
 
-async def list_by_condition(state: WorkerState, scope: Any, proto: Any, mode: str | None) -> None:
-    snap = state.store.current
+async def list_by_condition(call: Call, mode: str | None) -> None:
+    state, snap, scope, proto = call.state, call.snap, call.scope, call.proto
     key = mj_key(state, snap, scope)
     body = await read_body(scope, proto, 1 << 20, state.settings.body_timeout_s)
     ids: list[str] | None = None
@@ -134,22 +114,24 @@ async def _refresh_all(
     return list(await asyncio.gather(*(one(t) for t in tasks)))
 
 
-def _post_routes() -> dict[str, Handler]:
-    routes: dict[str, Handler] = {}
+def _post_routes() -> dict[str, Endpoint]:
+    routes: dict[str, Endpoint] = {}
     for prefix, mode in PREFIXES:
-        routes.update({f"{prefix}/mj/submit/{e}": _submit(e, mode) for e in SUBMITS})
+        routes.update({f"{prefix}/mj/submit/{e}": submit_endpoint(e, mode) for e in SUBMITS})
         routes[f"{prefix}/mj/task/list-by-condition"] = _list(mode)
     return routes
 
 
 POST_ROUTES = _post_routes()
+FETCH = Endpoint(fetch, "midjourney")
+IMAGE_SEED = Endpoint(image_seed, "midjourney")
 
 
-def dynamic_route(method: str, path: str) -> Handler | None:
+def dynamic_route(method: str, path: str) -> Endpoint | None:
     """GET [prefix]/mj/task/{id}/fetch and /image-seed."""
     if method != "GET":
         return None
     match = _TASK_PATH.match(path)
     if match is None:
         return None
-    return fetch if match.group(3) == "fetch" else image_seed
+    return FETCH if match.group(3) == "fetch" else IMAGE_SEED

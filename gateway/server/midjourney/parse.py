@@ -7,16 +7,16 @@ from typing import TypeVar
 
 import msgspec
 
-from ..errors import InvalidRequest
-from ..midjourney.actions import (
+from ...errors import InvalidRequest
+from ...providers import midjourney as wire
+from ...providers.openai_wire import TOO_DEEP
+from .actions import (
     BadAction,
     change_action,
     custom_id_action,
     endpoint_action,
     parse_simple_change,
 )
-from ..providers import midjourney as wire
-from ..providers.openai_wire import TOO_DEEP
 
 S = TypeVar("S")
 

@@ -1,0 +1,120 @@
+"""The one upstream attempt engine: candidates -> breaker -> key rotation -> retry or fallback ->
+a result or a typed error. The relay, Midjourney (submits and task reads) and token counting
+each give it `for_target(provider, target)`, called once per candidate (it may refuse the
+candidate with `AttemptFailed` before anything is sent), which returns `send(api_key)`, one
+delivery; the engine decides where deliveries go and when to stop.
+
+Every delivery, whichever candidate or key it goes to, counts in `x.attempts` and stops at
+`settings.routing.max_attempts` and the provider's `timeouts.total` (from the request's start).
+A `send` answers with its result, or raises:
+- `KeyRefused`: the upstream refused this API key (bench it, try the provider's next key);
+- `AttemptFailed`: this upstream failed (a breaker failure; try the next candidate), or, with
+  `final`, failed in a way no other candidate may retry (the request may have run);
+- `GatewayError`: the upstream answered and the request itself is refused (no retry).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
+
+from ..config.snapshot import ProviderRuntime, RouteTarget, Snapshot
+from ..errors import GatewayError
+from ..routing.breaker import Breaker
+from .exchange import Exchange
+from .state import WorkerState
+
+T = TypeVar("T")
+Send = Callable[[str], Awaitable[T]]
+ForTarget = Callable[[ProviderRuntime, RouteTarget], Send[T]]
+
+
+class KeyRefused(Exception):
+    """The upstream refused the API key it was sent (HTTP 401/403)."""
+
+
+class AttemptFailed(Exception):
+    """One upstream failed: the next candidate may serve. `final`: end the request with this
+    error instead (the upstream may have acted on it). `breaker`: count it against the breaker."""
+
+    def __init__(self, provider: str, detail: str, status: int = 502, *,
+                 final: GatewayError | None = None, breaker: bool = True) -> None:
+        super().__init__(detail)
+        self.provider, self.detail, self.status = provider, detail, status
+        self.final, self.breaker = final, breaker
+
+
+class Exhausted(Exception):
+    """No candidate served; `failures` in the order they happened (empty: none was tried)."""
+
+    def __init__(self, failures: list[AttemptFailed]) -> None:
+        super().__init__(failures[-1].detail if failures else "no upstream was available")
+        self.failures = failures
+
+    @property
+    def last(self) -> AttemptFailed | None:
+        return self.failures[-1] if self.failures else None
+
+
+class Attempts:
+    """One request's deliveries. `x` None: not counted (background task reads)."""
+
+    def __init__(
+        self, state: WorkerState, snap: Snapshot, x: Exchange | None, *, breakers: bool = True
+    ) -> None:
+        self.state, self.snap, self.x, self.breakers = state, snap, x, breakers
+
+    async def first(self, targets: Iterable[RouteTarget], for_target: ForTarget[T]) -> T:
+        """The result of the first candidate that serves; `Exhausted` when none does."""
+        failures: list[AttemptFailed] = []
+        for target in targets:
+            if self.x is not None and self.x.attempts >= self.snap.settings.routing.max_attempts:
+                break
+            provider = self.snap.providers.get(target.provider)
+            breaker = self._breaker(provider)
+            if provider is None or (breaker is not None and not breaker.allow()):
+                continue
+            try:
+                result = await self.with_keys(provider, target, for_target(provider, target))
+            except AttemptFailed as failed:
+                if breaker is not None:
+                    breaker.failure() if failed.breaker else breaker.success()
+                if failed.final is not None:
+                    raise failed.final from None
+                failures.append(failed)
+                continue
+            except GatewayError:
+                if breaker is not None:
+                    breaker.success()  # the upstream answered; the request itself was refused
+                raise
+            if breaker is not None:
+                breaker.success()
+            return result
+        raise Exhausted(failures)
+
+    async def with_keys(self, provider: ProviderRuntime, target: RouteTarget, send: Send[T]) -> T:
+        """One candidate: its API keys in rotation, each key at most once."""
+        ring = self.state.keyring(provider)
+        for api_key in ring.rotation():
+            self._count(provider, target)
+            try:
+                return await send(api_key)
+            except KeyRefused:
+                ring.bench(api_key)  # refused; the provider's other keys may serve
+        raise AttemptFailed(provider.id, "every api key of this provider was refused")
+
+    def _count(self, provider: ProviderRuntime, target: RouteTarget) -> None:
+        x = self.x
+        if x is None:
+            return
+        if x.attempts >= self.snap.settings.routing.max_attempts:
+            raise AttemptFailed(provider.id, f"stopped after {x.attempts} attempt(s) (max_attempts)")
+        if x.elapsed() >= provider.timeouts.total:
+            raise AttemptFailed(provider.id, "the total timeout passed before another attempt", 504)
+        x.attempts += 1
+        x.provider, x.served_model = provider.id, target.model
+
+    def _breaker(self, provider: ProviderRuntime | None) -> Breaker | None:
+        if not self.breakers or provider is None:
+            return None
+        return self.state.breakers.get(provider.id, self.snap.settings.routing.breaker)

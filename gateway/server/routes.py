@@ -1,0 +1,68 @@
+"""The route table: every path the gateway serves, as an `Endpoint` of the one envelope
+(envelope.py) that declares its handler, its error family and whether it is recorded.
+
+Exact paths are looked up by (method, path); paths that carry a model or a task id (Gemini's
+`/v1beta/models/{model}:{verb}`, `/v1/models/{id}`, `/mj/task/{id}/fetch`) are matched after.
+"""
+
+from __future__ import annotations
+
+from ..errors import GatewayError, MethodNotAllowed, NotFound
+from . import admin, count_tokens, native
+from .envelope import Call, Endpoint
+from .http import family_of
+from .midjourney import endpoints as midjourney
+from .relay import relay_endpoint
+
+RELAYED = (
+    "chat/completions",
+    "completions",
+    "embeddings",
+    "images/generations",
+    "images/edits",
+    "audio/speech",
+    "audio/transcriptions",
+    "audio/translations",
+    "moderations",
+    "rerank",
+    "responses",
+)
+
+EXACT: dict[tuple[str, str], Endpoint] = {("POST", f"/v1/{e}"): relay_endpoint(e) for e in RELAYED}
+EXACT.update({
+    ("POST", "/v1/messages"): relay_endpoint("messages", native.prepare_anthropic, "anthropic"),
+    ("POST", "/v1/messages/count_tokens"): count_tokens.anthropic_count_tokens,  # free: not billed
+    ("GET", "/v1/models"): Endpoint(admin.list_models),
+    ("GET", "/healthz"): Endpoint(admin.healthz),
+    ("GET", "/readyz"): Endpoint(admin.readyz),
+    ("GET", "/metrics"): Endpoint(admin.metrics),
+    ("GET", "/admin/policy"): Endpoint(admin.policy_status),
+    ("POST", "/admin/usage/query"): Endpoint(admin.usage_query),
+})
+EXACT.update({("POST", path): e for path, e in midjourney.POST_ROUTES.items()})
+GEMINI = native.GeminiRoutes(
+    relay_endpoint("generateContent", native.prepare_gemini, "gemini"),
+    count_tokens.gemini_count_tokens,
+    {v: relay_endpoint(v, native.prepare_gemini, "gemini") for v in native.EMBED_VERBS},
+)
+RETRIEVE_MODEL = Endpoint(admin.retrieve_model)
+
+
+def find(method: str, path: str) -> Endpoint:
+    """The endpoint for a request; an unknown path or method is an endpoint that answers 404/405."""
+    endpoint = EXACT.get((method, path)) or GEMINI.route(method, path)
+    if endpoint is not None:
+        return endpoint
+    if method == "GET" and path.startswith("/v1/models/"):
+        return RETRIEVE_MODEL
+    return midjourney.dynamic_route(method, path) or Endpoint(_no_route, family_of(path))
+
+
+async def _no_route(call: Call) -> None:
+    raise no_route(call.scope.method, call.scope.path)
+
+
+def no_route(method: str, path: str) -> GatewayError:
+    if method != "POST" and (("POST", path) in EXACT or GEMINI.route("POST", path) is not None):
+        return MethodNotAllowed(f"{method} is not allowed on {path}: use POST", headers=(("allow", "POST"),))
+    return NotFound(f"unknown path {method} {path}", code="unknown_url")
