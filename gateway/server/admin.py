@@ -10,7 +10,7 @@ import msgspec
 
 from ..config.snapshot import KeyRuntime
 from ..errors import InvalidRequest, NotFound, UpstreamError
-from ..providers.openai_wire import TOO_DEEP
+from ..providers.wire.head import TOO_DEEP
 from ..usage.claim import read_problem
 from .auth import authenticate, authenticate_admin, presented_key
 from .envelope import Call

@@ -6,18 +6,18 @@ resolve the route. Shared by every client format (OpenAI here; Anthropic and Gem
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from ..config.snapshot import KeyRuntime, Route, Snapshot
 from ..errors import InvalidRequest, NotFound, PermissionDenied
 from ..policy.context import Facts, KeyView, RequestView, UsageView
 from ..policy.rules import Decision, RuleFailed
-from ..providers.openai_wire import Head, decode_head, form_head
+from ..providers.wire.head import Head, decode_head, form_head
 from .auth import check_model, presented_key
 from .exchange import Exchange
 from .forms import check_form
 from .http import JSON, client_ip, json_body
 from .intake import authenticate_request, read_body
+from .rsgi import Proto, Scope
 from .state import WorkerState
 
 MULTIPART_ENDPOINTS = frozenset({"audio/transcriptions", "audio/translations"})
@@ -37,7 +37,7 @@ class Prepared:
     extra_headers: list[tuple[str, str]] | None = None  # e.g. x-ratelimit-* from the limiter
 
 
-async def prepare(state: WorkerState, snap: Snapshot, scope: Any, proto: Any, x: Exchange) -> Prepared:
+async def prepare(state: WorkerState, snap: Snapshot, scope: Scope, proto: Proto, x: Exchange) -> Prepared:
     """An OpenAI-format request: authenticate (before reading any of the body), read, decode the
     head, admit."""
     ip = client_ip(scope, state.settings.trust_forwarded)

@@ -4,13 +4,13 @@ plain key is dropped right after. Each refusal has its own message and code."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from ..config.snapshot import AdminRuntime, KeyRuntime, Snapshot
 from ..errors import AuthError, PermissionDenied
+from .rsgi import Scope
 
 
-def presented_key(scope: Any, extra_headers: tuple[str, ...] = ()) -> str | None:
+def presented_key(scope: Scope, extra_headers: tuple[str, ...] = ()) -> str | None:
     auth = scope.headers.get("authorization")
     if auth:
         scheme, _, token = str(auth).partition(" ")

@@ -30,8 +30,8 @@ from ..errors import InvalidRequest
 from ..providers.anthropic_adapter import messages_url
 from ..providers.base import UpstreamCall, send_http
 from ..providers.gemini_adapter import generate_url
-from ..providers.openai_wire import rewrite_json
 from ..providers.transport.base import UpstreamConnectError, UpstreamTimeout
+from ..providers.wire.head import rewrite_json
 from ..routing.select import candidates
 from .admission import Prepared
 from .attempts import AttemptFailed, Attempts, KeyRefused
@@ -39,6 +39,7 @@ from .count_shapes import check_anthropic, check_gemini
 from .envelope import Call, Endpoint
 from .exchange import Exchange
 from .native import prepare_anthropic, prepare_gemini
+from .rsgi import Proto, Scope
 from .state import WorkerState
 
 log = logging.getLogger("tollgate")
@@ -219,7 +220,7 @@ class Family:
 
 
 async def count(
-    state: WorkerState, snap: Snapshot, scope: Any, proto: Any, family: Family, x: Exchange
+    state: WorkerState, snap: Snapshot, scope: Scope, proto: Proto, family: Family, x: Exchange
 ) -> None:
     try:
         p = await family.prepare(state, snap, scope, proto, x)

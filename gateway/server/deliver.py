@@ -10,7 +10,6 @@ passes the snapshot's redactor (an upstream may echo the credentials it was sent
 from __future__ import annotations
 
 import contextlib
-from typing import Any
 
 import msgspec
 
@@ -23,6 +22,7 @@ from ..providers.transport.base import UpstreamConnectError, UpstreamTimeout
 from ..redact import Redactor
 from .admission import Prepared
 from .exchange import Exchange
+from .rsgi import Proto
 
 _FORWARD_HEADERS = ("content-type", "openai-processing-ms", "retry-after")
 _CUT = (UpstreamTimeout, UpstreamConnectError, OSError)
@@ -49,7 +49,7 @@ def response_headers(
 
 
 async def deliver(
-    proto: Any,
+    proto: Proto,
     response: UpstreamResponse,
     codec: Codec,
     out: Outgoing,
@@ -100,7 +100,7 @@ def body_problem(endpoint: str, content_type: str, raw: bytes) -> str | None:
 
 
 async def _stream(
-    proto: Any, response: UpstreamResponse, tap: StreamTap, p: Prepared, target: RouteTarget, x: Exchange,
+    proto: Proto, response: UpstreamResponse, tap: StreamTap, p: Prepared, target: RouteTarget, x: Exchange,
     redactor: Redactor,
 ) -> None:
     transport = proto.response_stream(response.status, response_headers(response, target, x, p, True))

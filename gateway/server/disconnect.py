@@ -12,11 +12,13 @@ import asyncio
 import time
 from typing import Any
 
+from .rsgi import Proto
+
 
 class DisconnectWatch:
     __slots__ = ("_future", "_proto", "_task", "_watches", "t0")
 
-    def __init__(self, proto: Any, watches: Watches) -> None:
+    def __init__(self, proto: Proto, watches: Watches) -> None:
         self._proto = proto
         self._task = asyncio.current_task()
         self._future: asyncio.Future[Any] | None = None
@@ -51,7 +53,7 @@ class Watches:
         self.delay = delay
         self.inflight: dict[int, DisconnectWatch] = {}
 
-    def watch(self, proto: Any) -> DisconnectWatch:
+    def watch(self, proto: Proto) -> DisconnectWatch:
         return DisconnectWatch(proto, self)
 
     async def sweep(self) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from ..billing.limits import Admission
 from ..config.snapshot import KeyRuntime, Snapshot
 from ..errors import GatewayError, InvalidRequest
-from ..providers.openai_wire import TOO_DEEP
+from ..providers.wire.head import TOO_DEEP
 from .exchange import Exchange
 from .http import Headers, send_error
 from .intake import discard_body

@@ -12,10 +12,11 @@ import contextlib
 from typing import Any
 from urllib.parse import parse_qs
 
-from ..providers.sse_events import SseReader
+from ..providers.wire.sse import SseReader
+from .rsgi import Proto, Scope
 
 
-def wants_json_array(scope: Any, verb: str) -> bool:
+def wants_json_array(scope: Scope, verb: str) -> bool:
     if verb != "streamGenerateContent":
         return False
     query = parse_qs(str(getattr(scope, "query_string", "") or ""))
@@ -58,7 +59,7 @@ class ArrayTransport:
 class JsonArrayProto:
     """An RSGI protocol whose streamed answer is a JSON array; everything else is passed on."""
 
-    def __init__(self, proto: Any) -> None:
+    def __init__(self, proto: Proto) -> None:
         self._proto = proto
         self._stream: ArrayTransport | None = None
 

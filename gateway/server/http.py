@@ -11,6 +11,7 @@ import msgspec
 
 from ..errors import GatewayError, InvalidRequest, UnsupportedMediaType
 from .intake import read_body
+from .rsgi import Proto, Scope
 
 __all__ = ["read_body"]  # re-exported: the body is read by intake.py
 
@@ -60,7 +61,7 @@ GEMINI_VERBS = frozenset(
 LENIENT_JSON = frozenset({"", JSON, "text/plain", "application/x-www-form-urlencoded"})
 
 
-def json_body(scope: Any, body: bytes) -> bytes:
+def json_body(scope: Scope, body: bytes) -> bytes:
     """`body` once it may be a JSON request: no content type, a JSON one or a lenient one (415
     otherwise, e.g. multipart or XML), and valid UTF-8 (msgspec checks only the strings it
     decodes, not the fields it skips)."""
@@ -89,7 +90,7 @@ def family_of(path: str) -> str:
     return "openai"
 
 
-def client_ip(scope: Any, trust_forwarded: bool) -> str:
+def client_ip(scope: Scope, trust_forwarded: bool) -> str:
     if trust_forwarded:
         forwarded = scope.headers.get("x-forwarded-for")
         if forwarded:
@@ -118,14 +119,16 @@ def error_body(err: GatewayError, family: str = "openai") -> bytes:
     )
 
 
-def send_json(proto: Any, status: int, doc: Any, headers: Headers | None = None) -> None:
+def send_json(proto: Proto, status: int, doc: Any, headers: Headers | None = None) -> None:
     out = [("content-type", JSON)]
     if headers:
         out.extend(headers)
     proto.response_bytes(status, out, msgspec.json.encode(doc))
 
 
-def send_error(proto: Any, err: GatewayError, family: str = "openai", headers: Headers | None = None) -> None:
+def send_error(
+    proto: Proto, err: GatewayError, family: str = "openai", headers: Headers | None = None
+) -> None:
     out = [("content-type", JSON), *err.headers]
     if headers:
         out.extend(headers)

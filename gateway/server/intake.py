@@ -29,6 +29,7 @@ from ..config.snapshot import KeyRuntime, Snapshot
 from ..errors import BodyTooLarge, ClientError, InvalidRequest
 from .auth import check_ip, identify
 from .exchange import Exchange
+from .rsgi import Proto, Scope
 
 # After an early answer (a refusal before the body was read, or a body over the limit) what the
 # client still sends is read and dropped, up to DRAIN_CAP bytes and DRAIN_S seconds: hyper closes
@@ -63,7 +64,7 @@ def authenticate_request(snap: Snapshot, secret: str | None, ip: str, x: Exchang
     return key
 
 
-def content_length(scope: Any) -> int | None:
+def content_length(scope: Scope) -> int | None:
     """The declared length when hyper frames the body by it (no Transfer-Encoding)."""
     if scope.headers.get("transfer-encoding") is not None:
         return None
@@ -71,7 +72,7 @@ def content_length(scope: Any) -> int | None:
     return int(length) if length is not None and str(length).isdigit() else None
 
 
-async def read_body(scope: Any, proto: Any, limit: int, timeout: float = BODY_TIMEOUT_S) -> bytes:
+async def read_body(scope: Scope, proto: Proto, limit: int, timeout: float = BODY_TIMEOUT_S) -> bytes:
     declared = content_length(scope)
     if declared is not None and declared > limit:
         raise BodyTooLarge(f"request body of {declared} bytes is over the limit of {limit} bytes")
@@ -138,7 +139,7 @@ _deadlines = _Deadlines()
 stop_deadlines = _deadlines.stop  # App.stop: the worker's loop is closing
 
 
-async def _whole(proto: Any, declared: int | None) -> bytes:
+async def _whole(proto: Proto, declared: int | None) -> bytes:
     try:
         body: bytes = await proto()
     except ProtocolClosed:
@@ -148,7 +149,7 @@ async def _whole(proto: Any, declared: int | None) -> bytes:
     return body
 
 
-async def _chunks(proto: Any, limit: int) -> bytes:
+async def _chunks(proto: Proto, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     ended = False
@@ -174,7 +175,7 @@ def _malformed() -> MalformedBody:
     )
 
 
-async def discard_body(scope: Any, proto: Any) -> None:
+async def discard_body(scope: Scope, proto: Proto) -> None:
     """Read and drop the rest of the body after an early answer (see DRAIN_CAP): where a read
     stopped (over the limit), the whole body when it was never read, nothing when it was."""
     declared = content_length(scope)

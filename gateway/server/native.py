@@ -12,14 +12,13 @@ the codecs do the rest. Errors go out in the family's shape.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 from urllib.parse import parse_qs, unquote
 
 import msgspec
 
 from ..config.snapshot import Snapshot
 from ..errors import InvalidRequest, NotFound
-from ..providers.openai_wire import TOO_DEEP, Head, Tokens, decode_head
+from ..providers.wire.head import TOO_DEEP, Head, Tokens, decode_head
 from .admission import Prepared, admit
 from .auth import authenticate, presented_key
 from .envelope import Call, Endpoint
@@ -28,6 +27,7 @@ from .gemini_array import JsonArrayProto, wants_json_array
 from .gemini_models import gemini_model
 from .http import client_ip, json_body, send_json
 from .intake import authenticate_request, read_body
+from .rsgi import Proto, Scope
 from .state import WorkerState
 
 GEMINI_PREFIXES = ("/v1beta/models/", "/v1/models/")  # v1: google-genai with api_version="v1"
@@ -38,7 +38,7 @@ BODY_FIELD = {"embedContent": "content", "batchEmbedContents": "requests"}  # el
 
 
 async def prepare_anthropic(
-    state: WorkerState, snap: Snapshot, scope: Any, proto: Any, x: Exchange
+    state: WorkerState, snap: Snapshot, scope: Scope, proto: Proto, x: Exchange
 ) -> Prepared:
     ip = client_ip(scope, state.settings.trust_forwarded)
     key = authenticate_request(snap, presented_key(scope, ("x-api-key",)), ip, x)
@@ -68,7 +68,7 @@ class _GeminiHead(msgspec.Struct):
 _gemini_head = msgspec.json.Decoder(_GeminiHead)
 
 
-def gemini_key(scope: Any) -> str | None:
+def gemini_key(scope: Scope) -> str | None:
     key = presented_key(scope, ("x-goog-api-key",))
     if key:
         return key
@@ -86,7 +86,7 @@ def gemini_target(path: str) -> tuple[str, str]:
 
 
 async def prepare_gemini(
-    state: WorkerState, snap: Snapshot, scope: Any, proto: Any, x: Exchange
+    state: WorkerState, snap: Snapshot, scope: Scope, proto: Proto, x: Exchange
 ) -> Prepared:
     model, verb = gemini_target(scope.path)
     ip = client_ip(scope, state.settings.trust_forwarded)

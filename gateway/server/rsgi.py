@@ -3,7 +3,7 @@ Protocols: what a handler may call, in one place (the RSGI spec: granian's docs/
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, Protocol
 
 
@@ -34,11 +34,11 @@ class Proto(Protocol):
 
     def __aiter__(self) -> AsyncIterator[bytes]: ...
 
+    def __anext__(self) -> Awaitable[bytes]: ...
+
     def client_disconnect(self) -> Awaitable[None]: ...
 
     def response_bytes(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None: ...
 
     def response_stream(self, status: int, headers: list[tuple[str, str]]) -> StreamTransport: ...
 
-
-Handler = Callable[[Any, Scope, Proto], Awaitable[None]]

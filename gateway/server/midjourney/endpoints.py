@@ -20,7 +20,7 @@ import msgspec
 
 from ...errors import InvalidRequest, UpstreamError
 from ...providers import midjourney as wire
-from ...providers.openai_wire import TOO_DEEP
+from ...providers.wire.head import TOO_DEEP
 from ..envelope import Call, Endpoint
 from ..http import JSON, json_body
 from ..intake import read_body

@@ -9,7 +9,7 @@ import msgspec
 
 from ...errors import InvalidRequest
 from ...providers import midjourney as wire
-from ...providers.openai_wire import TOO_DEEP
+from ...providers.wire.head import TOO_DEEP
 from .actions import (
     BadAction,
     change_action,

@@ -4,7 +4,6 @@ one upstream delivery (`deliver_once`) whose keys rotate through the attempt eng
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from ...config.snapshot import KeyRuntime, ProviderRuntime, RouteTarget, Snapshot
 from ...errors import NotFound
@@ -17,6 +16,7 @@ from ..auth import authenticate, presented_key
 from ..exchange import Exchange
 from ..http import JSON, client_ip
 from ..intake import authenticate_request
+from ..rsgi import Scope
 from ..state import WorkerState
 from .tasks import MjRuntime, TaskRow, TaskStore
 
@@ -31,7 +31,7 @@ def runtime(state: WorkerState) -> MjRuntime:
     return mj
 
 
-def mj_key(state: WorkerState, snap: Snapshot, scope: Any, x: Exchange | None = None) -> KeyRuntime:
+def mj_key(state: WorkerState, snap: Snapshot, scope: Scope, x: Exchange | None = None) -> KeyRuntime:
     """`Authorization: Bearer <key>` or the proxy's own `mj-api-secret: <key>`; recorded on `x`
     (a billed endpoint's exchange) even when the key's IP allow-list refuses the request."""
     secret = presented_key(scope, (SECRET_HEADER,))

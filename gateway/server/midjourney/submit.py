@@ -21,7 +21,7 @@ from ...config.snapshot import KeyRuntime, ProviderRuntime, RouteTarget, Snapsho
 from ...core.usage import TokenUsage
 from ...errors import GatewayError, UpstreamError
 from ...providers import midjourney as wire
-from ...providers.openai_wire import Head
+from ...providers.wire.head import Head
 from ...routing.select import candidates
 from ..attempts import AttemptFailed, Attempts, Exhausted, Send
 from ..auth import check_model
