@@ -28,7 +28,7 @@ from gateway.config.reload import PolicyStore
 from gateway.config.types import Timeouts
 from gateway.core.usage import TokenUsage
 from gateway.policy.context import Facts, KeyView, RequestView
-from gateway.providers.openai_wire import decode_head
+from gateway.providers.wire.head import decode_head
 from gateway.routing.select import RoundRobin, candidates
 from gateway.server.app import App
 from gateway.server.state import WorkerState

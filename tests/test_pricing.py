@@ -10,7 +10,7 @@ import pytest
 from gateway.billing.pricing import action_cost, compute_cost
 from gateway.config import load_snapshot
 from gateway.core.usage import TokenUsage
-from gateway.providers.openai_usage import usage_from_body
+from gateway.providers.wire.openai_usage import usage_from_body
 
 BUNDLE = """schema = 1
 [settings]

@@ -16,7 +16,7 @@ from gateway.config.types import AnthropicProvider, Timeouts
 from gateway.core.usage import TokenUsage
 from gateway.providers import all_codecs  # noqa: F401
 from gateway.providers.codec import Outgoing, codec_for
-from gateway.providers.gemini_wire import SIGNATURE_MARK
+from gateway.providers.wire.gemini import SIGNATURE_MARK
 from gateway.server.gemini_array import ArrayTransport
 from tests.test_translate_native import events, fixture, out, request, run
 

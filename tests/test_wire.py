@@ -12,9 +12,9 @@ import pytest
 from gateway.config.types import Timeouts
 from gateway.errors import InvalidRequest
 from gateway.providers.openai_sse import SseTap
-from gateway.providers.openai_wire import decode_head, form_head, rewrite_form_model, rewrite_json
 from gateway.providers.transport.base import UpstreamConnectError
 from gateway.providers.transport.clients import HttpxClient
+from gateway.providers.wire.head import decode_head, form_head, rewrite_form_model, rewrite_json
 
 
 def test_head_reads_only_what_it_needs() -> None:

@@ -20,9 +20,9 @@ import msgspec
 
 from ..core.usage import TokenUsage
 from ..errors import InvalidRequest, UpstreamError
-from . import embeddings_wire as ew
 from .codec import FAMILY_OF_KIND, Codec, Outgoing, StreamTap, register
 from .translate_embeddings_gemini import usage_of
+from .wire import embeddings as ew
 
 SINGLE, BATCH = "embedContent", "batchEmbedContents"
 VERBS = (SINGLE, BATCH)

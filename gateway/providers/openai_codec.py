@@ -7,8 +7,8 @@ from __future__ import annotations
 from ..core.usage import TokenUsage
 from .codec import Outgoing, StreamTap, register
 from .openai_sse import SseTap
-from .openai_usage import usage_from_body
-from .openai_wire import rewrite_form_model, rewrite_json
+from .wire.head import rewrite_form_model, rewrite_json
+from .wire.openai_usage import usage_from_body
 
 STREAM_USAGE_ENDPOINTS = frozenset({"chat/completions", "completions"})
 

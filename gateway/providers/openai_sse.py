@@ -7,8 +7,8 @@ from __future__ import annotations
 import msgspec
 
 from ..core.usage import TokenUsage
-from .chat_wire import error_kind, stream_error
-from .openai_usage import _Usage, normalise
+from .wire.openai_chat import error_kind, stream_error
+from .wire.openai_usage import _Usage, normalise
 
 
 class _Delta(msgspec.Struct):

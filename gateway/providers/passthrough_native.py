@@ -8,13 +8,13 @@ from __future__ import annotations
 import msgspec
 
 from ..core.usage import TokenUsage
-from . import anthropic_wire as aw
-from . import gemini_wire as gw
-from .chat_wire import error_kind
 from .codec import Outgoing, StreamTap, register
-from .openai_wire import rewrite_json
-from .sse_events import SseReader
 from .translate_openai_anthropic import default_max_tokens
+from .wire import anthropic as aw
+from .wire import gemini as gw
+from .wire.head import rewrite_json
+from .wire.openai_chat import error_kind
+from .wire.sse import SseReader
 
 
 class _AnthropicDoc(msgspec.Struct):

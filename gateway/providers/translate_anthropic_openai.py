@@ -9,9 +9,10 @@ import msgspec
 
 from ..core.usage import TokenUsage
 from ..errors import InvalidRequest, UpstreamError
-from . import anthropic_wire as aw
 from . import translate_documents as documents
-from .chat_wire import (
+from .codec import Outgoing, StreamTap, register
+from .wire import anthropic as aw
+from .wire.openai_chat import (
     ChatRequest,
     ContentPart,
     FunctionCall,
@@ -27,9 +28,8 @@ from .chat_wire import (
     stream_error,
     token_usage,
 )
-from .codec import Outgoing, StreamTap, register
-from .part_types import ANTHROPIC_BLOCKS, check_type
-from .sse_events import SseReader, frame
+from .wire.parts import ANTHROPIC_BLOCKS, check_type
+from .wire.sse import SseReader, frame
 
 ERROR_TYPES = frozenset({"invalid_request_error", "authentication_error", "permission_error",
                          "not_found_error", "request_too_large", "rate_limit_error", "api_error",

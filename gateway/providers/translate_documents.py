@@ -25,9 +25,9 @@ import mimetypes
 from dataclasses import dataclass
 
 from ..errors import InvalidRequest
-from . import anthropic_wire as aw
-from . import gemini_wire as gw
-from .chat_wire import ContentPart, FileRef, ImageUrl, parse_data_url
+from .wire import anthropic as aw
+from .wire import gemini as gw
+from .wire.openai_chat import ContentPart, FileRef, ImageUrl, parse_data_url
 
 PDF = "application/pdf"
 DEFAULT_FILENAME = "document.pdf"  # OpenAI wants a filename with file_data; Gemini parts have none

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from ..core.usage import TokenUsage
 from ..errors import InvalidRequest, UpstreamError
-from . import embeddings_wire as ew
-from . import gemini_wire as gw
 from .codec import Outgoing, StreamTap, register
+from .wire import embeddings as ew
+from .wire import gemini as gw
 
 VERB = "batchEmbedContents"
 

@@ -10,9 +10,10 @@ import msgspec
 
 from ..core.usage import TokenUsage
 from ..errors import InvalidRequest, UpstreamError
-from . import gemini_wire as gw
 from . import translate_documents as documents
-from .chat_wire import (
+from .codec import Outgoing, StreamTap, register
+from .wire import gemini as gw
+from .wire.openai_chat import (
     ChatRequest,
     ContentPart,
     FunctionCall,
@@ -29,9 +30,8 @@ from .chat_wire import (
     stream_error,
     token_usage,
 )
-from .codec import Outgoing, StreamTap, register
-from .part_types import check_gemini_part
-from .sse_events import SseReader, frame
+from .wire.parts import check_gemini_part
+from .wire.sse import SseReader, frame
 
 FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "function_call": "STOP",
           "content_filter": "SAFETY"}

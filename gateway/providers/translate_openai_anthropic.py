@@ -12,9 +12,10 @@ import msgspec
 from ..config.types import AnthropicProvider
 from ..core.usage import TokenUsage
 from ..errors import InvalidRequest, UpstreamError
-from . import anthropic_wire as aw
 from . import translate_documents as documents
-from .chat_wire import (
+from .codec import Outgoing, StreamTap, register
+from .wire import anthropic as aw
+from .wire.openai_chat import (
     ChatChunk,
     ChatCompletion,
     ChatRequest,
@@ -32,9 +33,8 @@ from .chat_wire import (
     request_decoder,
     text_of,
 )
-from .codec import Outgoing, StreamTap, register
-from .part_types import OPENAI_PARTS, check_type
-from .sse_events import SseReader, frame
+from .wire.parts import OPENAI_PARTS, check_type
+from .wire.sse import SseReader, frame
 
 FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
           "tool_use": "tool_calls", "refusal": "content_filter", "pause_turn": "stop"}

@@ -13,9 +13,11 @@ import msgspec
 
 from ..core.usage import TokenUsage
 from ..errors import InvalidRequest, UpstreamError
-from . import gemini_wire as gw
 from . import translate_documents as documents
-from .chat_wire import (
+from .codec import Outgoing, StreamTap, register
+from .translate_openai_anthropic import decode_chat
+from .wire import gemini as gw
+from .wire.openai_chat import (
     ChatChunk,
     ChatCompletion,
     ChatRequest,
@@ -32,10 +34,8 @@ from .chat_wire import (
     parse_data_url,
     text_of,
 )
-from .codec import Outgoing, StreamTap, register
-from .part_types import OPENAI_PARTS, check_type
-from .sse_events import SseReader, frame
-from .translate_openai_anthropic import decode_chat
+from .wire.parts import OPENAI_PARTS, check_type
+from .wire.sse import SseReader, frame
 
 FILTERED = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"})
 _UNSUPPORTED_SCHEMA_KEYS = frozenset({"$schema", "additionalProperties", "strict", "$id"})

@@ -17,8 +17,6 @@ import msgspec
 
 from ..core.usage import TokenUsage
 from ..errors import UpstreamError
-from . import responses_wire as rw
-from .chat_wire import encoder
 from .codec import Outgoing, StreamTap, register, register_kind
 from .openai_codec import OpenAICodec
 from .translate_openai_anthropic import OpenAIToAnthropic
@@ -27,6 +25,8 @@ from .translate_responses_request import decode_request, to_chat
 from .translate_responses_response import from_chat
 from .translate_responses_stream import ChatToResponsesTap
 from .translate_via_chat import ViaChat
+from .wire import responses as rw
+from .wire.openai_chat import encoder
 
 ENDPOINT = "responses"
 

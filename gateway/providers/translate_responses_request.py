@@ -15,8 +15,8 @@ from typing import Any
 import msgspec
 
 from ..errors import InvalidRequest
-from . import responses_wire as rw
-from .chat_wire import (
+from .wire import responses as rw
+from .wire.openai_chat import (
     ChatRequest,
     ContentPart,
     FileRef,

@@ -16,10 +16,18 @@ import time
 import msgspec
 
 from ..core.usage import TokenUsage
-from . import responses_wire as rw
-from .chat_wire import ChatChunk, FunctionCall, ToolCall, chunk_decoder, error_kind, stream_error, token_usage
-from .sse_events import SseReader, frame
 from .translate_responses_response import echo, finish, response, response_id, usage
+from .wire import responses as rw
+from .wire.openai_chat import (
+    ChatChunk,
+    FunctionCall,
+    ToolCall,
+    chunk_decoder,
+    error_kind,
+    stream_error,
+    token_usage,
+)
+from .wire.sse import SseReader, frame
 
 
 class ChatToResponsesTap:

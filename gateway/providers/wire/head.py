@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from ..errors import InvalidRequest
+from ...errors import InvalidRequest
 
 # An output-token cap: not negative, and within int32 (Gemini's field type; more than any model
 # takes), so a client cannot reserve a negative or unbounded amount of tokens from the limiter.

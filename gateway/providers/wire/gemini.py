@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from ..core.usage import TokenUsage
+from ...core.usage import TokenUsage
 
 
 class _S(msgspec.Struct, omit_defaults=True):

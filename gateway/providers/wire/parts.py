@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import InvalidRequest
+from ...errors import InvalidRequest
 
 OPENAI_PARTS = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
 ANTHROPIC_BLOCKS = frozenset({

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import msgspec
 
-from ..core.usage import TokenUsage
+from ...core.usage import TokenUsage
 
 
 class _PromptDetails(msgspec.Struct):

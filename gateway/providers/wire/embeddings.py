@@ -11,9 +11,9 @@ from typing import Any
 
 import msgspec
 
-from ..core.usage import TokenUsage
-from ..errors import InvalidRequest, UpstreamError
-from .gemini_wire import Content
+from ...core.usage import TokenUsage
+from ...errors import InvalidRequest, UpstreamError
+from .gemini import Content
 
 CHARS_PER_TOKEN = 4  # the gateway's estimate everywhere (reservations, cut streams, countTokens)
 
