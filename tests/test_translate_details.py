@@ -14,8 +14,8 @@ from typing import Any
 from gateway.config.snapshot import ProviderRuntime
 from gateway.config.types import AnthropicProvider, Timeouts
 from gateway.core.usage import TokenUsage
-from gateway.providers import all_codecs  # noqa: F401
-from gateway.providers.codec import Outgoing, codec_for
+from gateway.providers.codecs import codec_for
+from gateway.providers.translate.codec import Outgoing
 from gateway.providers.wire.gemini import SIGNATURE_MARK
 from gateway.server.gemini_array import ArrayTransport
 from tests.test_translate_native import events, fixture, out, request, run

@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from gateway.errors import InvalidRequest
-from gateway.providers import all_codecs  # noqa: F401
-from gateway.providers.codec import codec_for
+from gateway.providers.codecs import codec_for
 from tests.test_translate_native import fixture, request
 
 PDF = "JVBERi0xLjQKMSAwIG9iajw8L1R5cGUvQ2F0YWxvZz4+ZW5kb2JqCnRyYWlsZXI8PC9Sb290IDEgMCBSPj4KJSVFT0YK"

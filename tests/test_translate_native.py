@@ -11,8 +11,8 @@ from typing import Any
 from gateway.config.snapshot import ProviderRuntime
 from gateway.config.types import AnthropicProvider, Timeouts
 from gateway.core.usage import TokenUsage
-from gateway.providers import all_codecs  # noqa: F401
-from gateway.providers.codec import Codec, Outgoing, StreamTap, codec_for
+from gateway.providers.codecs import codec_for
+from gateway.providers.translate.codec import Codec, Outgoing, StreamTap
 
 FIXTURES = Path(__file__).parent / "fixtures"
 WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "additionalProperties": False}

@@ -10,10 +10,9 @@ import pytest
 
 from gateway.core.usage import TokenUsage
 from gateway.errors import InvalidRequest
-from gateway.providers import all_codecs  # noqa: F401
-from gateway.providers.codec import codec_for
-from gateway.providers.openai_codec import OpenAICodec
-from gateway.providers.translate_via_chat import ViaChat
+from gateway.providers.codecs import codec_for
+from gateway.providers.translate.openai_openai import OpenAICodec
+from gateway.providers.translate.via_chat import ViaChat
 from tests.test_translate_native import fixture, out
 
 TRANSLATED = ["openai-compatible", "mock", "anthropic", "gemini"]

@@ -7,8 +7,7 @@ import json
 from typing import Any
 
 from gateway.core.usage import TokenUsage
-from gateway.providers import all_codecs  # noqa: F401
-from gateway.providers.codec import codec_for
+from gateway.providers.codecs import codec_for
 from tests.test_translate_native import events, fixture, out, run
 
 REQUEST = {"model": "m", "input": "weather?", "stream": True,

@@ -8,7 +8,7 @@ pair of families.
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Literal, TypeGuard, get_args
 
 Family = Literal["openai", "anthropic", "gemini", "midjourney"]
 FAMILIES: tuple[Family, ...] = get_args(Family)
@@ -28,3 +28,7 @@ FAMILY_OF_KIND: dict[str, Family] = {
 def family_of(provider_kind: str) -> str:
     """The family a provider kind speaks; an unknown kind stands for itself (and has no codec)."""
     return FAMILY_OF_KIND.get(provider_kind, provider_kind)
+
+
+def is_family(name: str) -> TypeGuard[Family]:
+    return name in FAMILIES

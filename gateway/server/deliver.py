@@ -16,8 +16,8 @@ import msgspec
 from ..config.snapshot import RouteTarget
 from ..errors import UpstreamError
 from ..providers.base import UpstreamResponse
-from ..providers.codec import Codec, Outgoing, StreamTap
-from ..providers.stream_abort import CUT_CODE, cut_event
+from ..providers.translate.codec import Codec, Outgoing, StreamTap
+from ..providers.translate.stream_abort import CUT_CODE, cut_event
 from ..providers.transport.base import UpstreamConnectError, UpstreamTimeout
 from ..redact import Redactor
 from .admission import Prepared

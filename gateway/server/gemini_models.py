@@ -15,8 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..config.snapshot import Snapshot
-from ..providers.gemini_embeddings import VERBS as EMBED_VERBS
-from ..providers.gemini_embeddings import reaches_embeddings
+from ..providers.translate.gemini_embeddings import VERBS as EMBED_VERBS
+from ..providers.translate.gemini_embeddings import reaches_embeddings
 
 GENERATION_METHODS = ("generateContent", "streamGenerateContent", "countTokens")
 EMBEDDING_METHODS = (*EMBED_VERBS, "countTokens")

@@ -15,10 +15,10 @@ import msgspec
 
 from ..config.snapshot import ProviderRuntime, RouteTarget, Snapshot
 from ..errors import GatewayError, UpstreamError
-from ..providers import all_codecs  # noqa: F401  (registers every codec)
 from ..providers.base import UpstreamCall, UpstreamResponse
-from ..providers.codec import Codec, NoCodec, Outgoing, codec_for
+from ..providers.codecs import NoCodec, codec_for
 from ..providers.registry import adapter_for
+from ..providers.translate.codec import Codec, Outgoing
 from ..providers.transport.base import UpstreamConnectError, UpstreamTimeout
 from ..redact import Redactor
 from ..routing.select import candidates

@@ -1,7 +1,7 @@
 """The OpenAI Responses API on the wire, as typed Structs: the request the gateway translates to
 a chat completion request, and the Response object, output items and stream events it builds
 back from chat. Only what the translation reads or writes is typed; unknown request fields are
-ignored (see translate_responses_request.py for what is refused instead)."""
+ignored (see ../translate/responses_request.py for what is refused instead)."""
 
 from __future__ import annotations
 

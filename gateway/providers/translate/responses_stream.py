@@ -15,10 +15,9 @@ import time
 
 import msgspec
 
-from ..core.usage import TokenUsage
-from .translate_responses_response import echo, finish, response, response_id, usage
-from .wire import responses as rw
-from .wire.openai_chat import (
+from ...core.usage import TokenUsage
+from ..wire import responses as rw
+from ..wire.openai_chat import (
     ChatChunk,
     FunctionCall,
     ToolCall,
@@ -27,7 +26,8 @@ from .wire.openai_chat import (
     stream_error,
     token_usage,
 )
-from .wire.sse import SseReader, frame
+from ..wire.sse import SseReader, frame
+from .responses_response import echo, finish, response, response_id, usage
 
 
 class ChatToResponsesTap:

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from .wire.sse import frame
+from ..wire.sse import frame
 
 CUT_CODE = "upstream_stream_cut"
 

@@ -10,9 +10,9 @@ import time
 
 import msgspec
 
-from ..core.usage import TokenUsage
-from .wire import responses as rw
-from .wire.openai_chat import completion_decoder, text_of, token_usage
+from ...core.usage import TokenUsage
+from ..wire import responses as rw
+from ..wire.openai_chat import completion_decoder, text_of, token_usage
 
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 

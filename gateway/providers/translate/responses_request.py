@@ -14,9 +14,9 @@ from typing import Any
 
 import msgspec
 
-from ..errors import InvalidRequest
-from .wire import responses as rw
-from .wire.openai_chat import (
+from ...errors import InvalidRequest
+from ..wire import responses as rw
+from ..wire.openai_chat import (
     ChatRequest,
     ContentPart,
     FileRef,

@@ -9,13 +9,11 @@ from typing import Any
 
 import msgspec
 
-from ..config.types import AnthropicProvider
-from ..core.usage import TokenUsage
-from ..errors import InvalidRequest, UpstreamError
-from . import translate_documents as documents
-from .codec import Outgoing, StreamTap, register
-from .wire import anthropic as aw
-from .wire.openai_chat import (
+from ...config.types import AnthropicProvider
+from ...core.usage import TokenUsage
+from ...errors import InvalidRequest, UpstreamError
+from ..wire import anthropic as aw
+from ..wire.openai_chat import (
     ChatChunk,
     ChatCompletion,
     ChatRequest,
@@ -33,8 +31,10 @@ from .wire.openai_chat import (
     request_decoder,
     text_of,
 )
-from .wire.parts import OPENAI_PARTS, check_type
-from .wire.sse import SseReader, frame
+from ..wire.parts import OPENAI_PARTS, check_type
+from ..wire.sse import SseReader, frame
+from . import documents
+from .codec import Outgoing, StreamTap
 
 FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
           "tool_use": "tool_calls", "refusal": "content_filter", "pause_turn": "stop"}
@@ -267,6 +267,3 @@ class OpenAIToAnthropic:
 
     def stream(self, out: Outgoing) -> StreamTap:
         return AnthropicToChatTap(out.upstream_model, out.client_wants_usage)
-
-
-register("openai", "anthropic", OpenAIToAnthropic())

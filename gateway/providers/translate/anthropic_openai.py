@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import msgspec
 
-from ..core.usage import TokenUsage
-from ..errors import InvalidRequest, UpstreamError
-from . import translate_documents as documents
-from .codec import Outgoing, StreamTap, register
-from .wire import anthropic as aw
-from .wire.openai_chat import (
+from ...core.usage import TokenUsage
+from ...errors import InvalidRequest, UpstreamError
+from ..wire import anthropic as aw
+from ..wire.openai_chat import (
     ChatRequest,
     ContentPart,
     FunctionCall,
@@ -28,8 +26,10 @@ from .wire.openai_chat import (
     stream_error,
     token_usage,
 )
-from .wire.parts import ANTHROPIC_BLOCKS, check_type
-from .wire.sse import SseReader, frame
+from ..wire.parts import ANTHROPIC_BLOCKS, check_type
+from ..wire.sse import SseReader, frame
+from . import documents
+from .codec import Outgoing, StreamTap
 
 ERROR_TYPES = frozenset({"invalid_request_error", "authentication_error", "permission_error",
                          "not_found_error", "request_too_large", "rate_limit_error", "api_error",
@@ -82,7 +82,7 @@ def _tool_choice(choice: aw.AToolChoice | None) -> tuple[str | dict[str, object]
 
 def to_chat(req: aw.ARequest, model: str, file_urls: bool = False) -> ChatRequest:
     """`file_urls`: whether document URLs may travel in chat file parts (only on the internal
-    hop to Gemini, see translate_documents.py); else such a document is a 400."""
+    hop to Gemini, see documents.py); else such a document is a 400."""
     messages: list[Message] = []
     if req.system:
         messages.append(Message(role="system", content=_text(req.system)))
@@ -253,6 +253,3 @@ class AnthropicToOpenAI:
 
     def stream(self, out: Outgoing) -> StreamTap:
         return ChatToAnthropicTap(out.upstream_model)
-
-
-register("anthropic", "openai", AnthropicToOpenAI())

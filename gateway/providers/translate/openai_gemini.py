@@ -11,13 +11,10 @@ from typing import Any
 
 import msgspec
 
-from ..core.usage import TokenUsage
-from ..errors import InvalidRequest, UpstreamError
-from . import translate_documents as documents
-from .codec import Outgoing, StreamTap, register
-from .translate_openai_anthropic import decode_chat
-from .wire import gemini as gw
-from .wire.openai_chat import (
+from ...core.usage import TokenUsage
+from ...errors import InvalidRequest, UpstreamError
+from ..wire import gemini as gw
+from ..wire.openai_chat import (
     ChatChunk,
     ChatCompletion,
     ChatRequest,
@@ -34,8 +31,11 @@ from .wire.openai_chat import (
     parse_data_url,
     text_of,
 )
-from .wire.parts import OPENAI_PARTS, check_type
-from .wire.sse import SseReader, frame
+from ..wire.parts import OPENAI_PARTS, check_type
+from ..wire.sse import SseReader, frame
+from . import documents
+from .codec import Outgoing, StreamTap
+from .openai_anthropic import decode_chat
 
 FILTERED = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"})
 _UNSUPPORTED_SCHEMA_KEYS = frozenset({"$schema", "additionalProperties", "strict", "$id"})
@@ -279,6 +279,3 @@ class OpenAIToGemini:
 
     def stream(self, out: Outgoing) -> StreamTap:
         return GeminiToChatTap(out.upstream_model, out.client_wants_usage)
-
-
-register("openai", "gemini", OpenAIToGemini())

@@ -8,12 +8,10 @@ from typing import Any
 
 import msgspec
 
-from ..core.usage import TokenUsage
-from ..errors import InvalidRequest, UpstreamError
-from . import translate_documents as documents
-from .codec import Outgoing, StreamTap, register
-from .wire import gemini as gw
-from .wire.openai_chat import (
+from ...core.usage import TokenUsage
+from ...errors import InvalidRequest, UpstreamError
+from ..wire import gemini as gw
+from ..wire.openai_chat import (
     ChatRequest,
     ContentPart,
     FunctionCall,
@@ -30,8 +28,10 @@ from .wire.openai_chat import (
     stream_error,
     token_usage,
 )
-from .wire.parts import check_gemini_part
-from .wire.sse import SseReader, frame
+from ..wire.parts import check_gemini_part
+from ..wire.sse import SseReader, frame
+from . import documents
+from .codec import Outgoing, StreamTap
 
 FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "function_call": "STOP",
           "content_filter": "SAFETY"}
@@ -96,7 +96,7 @@ def _tool_choice(config: gw.ToolConfig | None) -> str | dict[str, Any] | None:
 
 def to_chat(req: gw.GRequest, model: str, stream: bool, file_urls: bool = False) -> ChatRequest:
     """`file_urls`: whether PDF URLs (fileData) may travel in chat file parts (only on the
-    internal hop to Anthropic, see translate_documents.py); else such a part is a 400."""
+    internal hop to Anthropic, see documents.py); else such a part is a 400."""
     messages: list[Message] = []
     if req.systemInstruction is not None:
         system = "".join(p.text or "" for p in req.systemInstruction.parts)
@@ -270,6 +270,3 @@ class GeminiToOpenAI:
 
     def stream(self, out: Outgoing) -> StreamTap:
         return ChatToGeminiTap(out.upstream_model)
-
-
-register("gemini", "openai", GeminiToOpenAI())

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import msgspec
 
-from ..core.usage import TokenUsage
-from .codec import Outgoing, StreamTap, register
-from .translate_openai_anthropic import default_max_tokens
-from .wire import anthropic as aw
-from .wire import gemini as gw
-from .wire.head import rewrite_json
-from .wire.openai_chat import error_kind
-from .wire.sse import SseReader
+from ...core.usage import TokenUsage
+from ..wire import anthropic as aw
+from ..wire import gemini as gw
+from ..wire.head import rewrite_json
+from ..wire.openai_chat import error_kind
+from ..wire.sse import SseReader
+from .codec import Outgoing, StreamTap
+from .openai_anthropic import default_max_tokens
 
 
 class _AnthropicDoc(msgspec.Struct):
@@ -127,7 +127,3 @@ class GeminiPassthrough:
 
     def stream(self, out: Outgoing) -> StreamTap:
         return GeminiUsageTap()
-
-
-register("anthropic", "anthropic", AnthropicPassthrough())
-register("gemini", "gemini", GeminiPassthrough())

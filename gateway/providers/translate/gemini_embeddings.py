@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import msgspec
 
-from ..core.usage import TokenUsage
-from ..errors import InvalidRequest, UpstreamError
-from .codec import FAMILY_OF_KIND, Codec, Outgoing, StreamTap, register
-from .translate_embeddings_gemini import usage_of
-from .wire import embeddings as ew
+from ...core.family import Family, family_of, is_family
+from ...core.usage import TokenUsage
+from ...errors import InvalidRequest, UpstreamError
+from ..wire import embeddings as ew
+from .codec import Codec, Outgoing, StreamTap
+from .openai_gemini_embeddings import usage_of
 
 SINGLE, BATCH = "embedContent", "batchEmbedContents"
 VERBS = (SINGLE, BATCH)
@@ -136,17 +137,14 @@ class Refused(_NotStreamed):
         raise AssertionError("never called: request() refuses")
 
 
-BY_FAMILY: dict[str, Codec] = {"gemini": GeminiEmbedPassthrough(), "openai": GeminiEmbedToOpenAI(),
+BY_FAMILY: dict[Family, Codec] = {"gemini": GeminiEmbedPassthrough(), "openai": GeminiEmbedToOpenAI(),
                                "anthropic": Refused("Anthropic")}
 
 
 def reaches_embeddings(provider_kind: str) -> bool:
     """Whether the embedding verbs can be served by a provider of this kind: its family has an
     embeddings API (gemini; openai, openai-compatible, azure and mock are the openai family)."""
-    codec = BY_FAMILY.get(FAMILY_OF_KIND.get(provider_kind, provider_kind))
+    family = family_of(provider_kind)
+    codec = BY_FAMILY.get(family) if is_family(family) else None
     return codec is not None and not isinstance(codec, Refused)
 
-
-for _verb in VERBS:
-    for _family, _codec in BY_FAMILY.items():
-        register("gemini", _family, _codec, endpoint=_verb)

@@ -1,5 +1,5 @@
 """Documents (PDFs, plain text) across API families, in one place. The chat `file` part is the
-common vocabulary, as chat is for everything else (see translate_via_chat.py):
+common vocabulary, as chat is for everything else (see via_chat.py):
 
 | Anthropic `document` block    | OpenAI chat `file` part              | Gemini part                     |
 |-------------------------------|--------------------------------------|---------------------------------|
@@ -24,10 +24,10 @@ import binascii
 import mimetypes
 from dataclasses import dataclass
 
-from ..errors import InvalidRequest
-from .wire import anthropic as aw
-from .wire import gemini as gw
-from .wire.openai_chat import ContentPart, FileRef, ImageUrl, parse_data_url
+from ...errors import InvalidRequest
+from ..wire import anthropic as aw
+from ..wire import gemini as gw
+from ..wire.openai_chat import ContentPart, FileRef, ImageUrl, parse_data_url
 
 PDF = "application/pdf"
 DEFAULT_FILENAME = "document.pdf"  # OpenAI wants a filename with file_data; Gemini parts have none

@@ -8,11 +8,11 @@ prompt tokens are estimated at ceil(chars / 4) and the usage row says `estimated
 
 from __future__ import annotations
 
-from ..core.usage import TokenUsage
-from ..errors import InvalidRequest, UpstreamError
-from .codec import Outgoing, StreamTap, register
-from .wire import embeddings as ew
-from .wire import gemini as gw
+from ...core.usage import TokenUsage
+from ...errors import InvalidRequest, UpstreamError
+from ..wire import embeddings as ew
+from ..wire import gemini as gw
+from .codec import Outgoing, StreamTap
 
 VERB = "batchEmbedContents"
 
@@ -72,6 +72,3 @@ class OpenAIEmbeddingsToGemini:
 
     def stream(self, out: Outgoing) -> StreamTap:
         raise InvalidRequest("embeddings cannot be streamed", param="stream")
-
-
-register("openai", "gemini", OpenAIEmbeddingsToGemini(), endpoint="embeddings")

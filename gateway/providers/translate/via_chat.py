@@ -1,6 +1,8 @@
-"""Anthropic client <-> Gemini upstream and back, through the OpenAI chat format as the
-internal representation: the client's request is translated to chat and the chat request to the
-upstream's format; the answer and each stream chunk go the other way through both taps.
+"""A codec composed of two, through the OpenAI chat format as the internal representation: the
+client's request is translated to chat and the chat request to the upstream's format; the
+answer and each stream chunk go the other way through both taps. Used for Anthropic client <->
+Gemini upstream and back, and for the Responses API over chat (responses_chat.py); the pairs
+are in the codec table, ../codecs.py.
 
 Why: the two direct translators per family already exist and are tested, so composing them
 costs one extra encode/decode per request or chunk and no new mapping code (N+M translators,
@@ -12,12 +14,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..core.usage import TokenUsage
-from .codec import Codec, Outgoing, StreamTap, register
-from .translate_anthropic_openai import AnthropicToOpenAI
-from .translate_gemini_openai import GeminiToOpenAI
-from .translate_openai_anthropic import OpenAIToAnthropic
-from .translate_openai_gemini import OpenAIToGemini
+from ...core.usage import TokenUsage
+from .codec import Codec, Outgoing, StreamTap
 
 
 class ChainedTap:
@@ -64,7 +62,3 @@ class ViaChat:
     def stream(self, out: Outgoing) -> StreamTap:
         return ChainedTap(self.upstream_side.stream(self._inner(out)), self.client_side.stream(out))
 
-
-# file_urls: document URLs ride in chat file parts on these internal hops (both ends take URLs)
-register("anthropic", "gemini", ViaChat(AnthropicToOpenAI(file_urls=True), OpenAIToGemini()))
-register("gemini", "anthropic", ViaChat(GeminiToOpenAI(file_urls=True), OpenAIToAnthropic()))
