@@ -11,7 +11,7 @@ import pytest
 
 from gateway.config.types import Timeouts
 from gateway.errors import InvalidRequest
-from gateway.providers.openai_sse import SseTap
+from gateway.providers.translate.openai_openai import SseTap
 from gateway.providers.transport.base import UpstreamConnectError
 from gateway.providers.transport.clients import HttpxClient
 from gateway.providers.wire.head import decode_head, form_head, rewrite_form_model, rewrite_json
