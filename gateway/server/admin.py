@@ -14,7 +14,8 @@ from ..providers.wire.head import TOO_DEEP
 from ..usage.claim import read_problem
 from .auth import authenticate, authenticate_admin, presented_key
 from .envelope import Call
-from .http import client_ip, json_body, read_body, send_json
+from .http import client_ip, json_body, send_json
+from .intake import read_body
 from .state import WorkerState
 
 

@@ -37,13 +37,20 @@ class Prepared:
     extra_headers: list[tuple[str, str]] | None = None  # e.g. x-ratelimit-* from the limiter
 
 
-async def prepare(state: WorkerState, snap: Snapshot, scope: Scope, proto: Proto, x: Exchange) -> Prepared:
-    """An OpenAI-format request: authenticate (before reading any of the body), read, decode the
-    head, admit."""
+async def read_request(
+    state: WorkerState, snap: Snapshot, scope: Scope, proto: Proto, x: Exchange, secret: str | None
+) -> tuple[str, KeyRuntime, bytes]:
+    """(client address, key, body): the key is checked before any of the body is read."""
     ip = client_ip(scope, state.settings.trust_forwarded)
-    key = authenticate_request(snap, presented_key(scope), ip, x)
+    key = authenticate_request(snap, secret, ip, x)
     body = await read_body(scope, proto, snap.settings.max_body_bytes, state.settings.body_timeout_s)
     x.body_bytes = len(body)
+    return ip, key, body
+
+
+async def prepare(state: WorkerState, snap: Snapshot, scope: Scope, proto: Proto, x: Exchange) -> Prepared:
+    """An OpenAI-format request: authenticate, read, decode the head, admit."""
+    ip, key, body = await read_request(state, snap, scope, proto, x, presented_key(scope))
     content_type = str(scope.headers.get("content-type") or "")
     if x.endpoint in MULTIPART_ENDPOINTS:
         check_form(content_type, body)

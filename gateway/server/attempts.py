@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
 from ..config.snapshot import ProviderRuntime, RouteTarget, Snapshot
-from ..errors import GatewayError
+from ..errors import GatewayError, UpstreamError
 from ..routing.breaker import Breaker
 from .exchange import Exchange
 from .state import WorkerState
@@ -37,11 +37,11 @@ class AttemptFailed(Exception):
     """One upstream failed: the next candidate may serve. `final`: end the request with this
     error instead (the upstream may have acted on it). `breaker`: count it against the breaker."""
 
-    def __init__(self, provider: str, detail: str, status: int = 502, *,
-                 final: GatewayError | None = None, breaker: bool = True) -> None:
+    def __init__(self, provider: str, detail: str, status: int = 502, *, final: GatewayError | None = None,
+                 breaker: bool = True, maybe_sent: bool = False) -> None:
         super().__init__(detail)
         self.provider, self.detail, self.status = provider, detail, status
-        self.final, self.breaker = final, breaker
+        self.final, self.breaker, self.maybe_sent = final, breaker, maybe_sent
 
 
 class Exhausted(Exception):
@@ -51,9 +51,16 @@ class Exhausted(Exception):
         super().__init__(failures[-1].detail if failures else "no upstream was available")
         self.failures = failures
 
-    @property
-    def last(self) -> AttemptFailed | None:
-        return self.failures[-1] if self.failures else None
+    def error(self, x: Exchange, nothing_available: str) -> UpstreamError:
+        """The client's error: 503 when no candidate could be tried, else the last failure's."""
+        if not self.failures:
+            return UpstreamError(nothing_available, status=503, code="no_upstream_available")
+        last = self.failures[-1]
+        status = last.status if last.status in (429, 504) else 502
+        return UpstreamError(
+            f"all {x.attempts} upstream attempt(s) failed; last: provider {last.provider}: {last.detail}",
+            status=status, code="upstream_rate_limited" if status == 429 else "upstream_failed",
+        )
 
 
 class Attempts:

@@ -10,10 +10,7 @@ from urllib.parse import unquote
 import msgspec
 
 from ..errors import GatewayError, InvalidRequest, UnsupportedMediaType
-from .intake import read_body
 from .rsgi import Proto, Scope
-
-__all__ = ["read_body"]  # re-exported: the body is read by intake.py
 
 Headers = list[tuple[str, str]]
 JSON = "application/json"

@@ -19,14 +19,13 @@ import msgspec
 from ..config.snapshot import Snapshot
 from ..errors import InvalidRequest, NotFound
 from ..providers.wire.head import TOO_DEEP, Head, Tokens, decode_head
-from .admission import Prepared, admit
+from .admission import Prepared, admit, read_request
 from .auth import authenticate, presented_key
 from .envelope import Call, Endpoint
 from .exchange import Exchange
 from .gemini_array import JsonArrayProto, wants_json_array
 from .gemini_models import gemini_model
 from .http import client_ip, json_body, send_json
-from .intake import authenticate_request, read_body
 from .rsgi import Proto, Scope
 from .state import WorkerState
 
@@ -40,10 +39,7 @@ BODY_FIELD = {"embedContent": "content", "batchEmbedContents": "requests"}  # el
 async def prepare_anthropic(
     state: WorkerState, snap: Snapshot, scope: Scope, proto: Proto, x: Exchange
 ) -> Prepared:
-    ip = client_ip(scope, state.settings.trust_forwarded)
-    key = authenticate_request(snap, presented_key(scope, ("x-api-key",)), ip, x)
-    body = await read_body(scope, proto, snap.settings.max_body_bytes, state.settings.body_timeout_s)
-    x.body_bytes = len(body)
+    ip, key, body = await read_request(state, snap, scope, proto, x, presented_key(scope, ("x-api-key",)))
     # model, stream, messages, max_tokens, metadata: the same names as OpenAI's
     head = decode_head(json_body(scope, body))
     if head.messages is None:
@@ -89,10 +85,7 @@ async def prepare_gemini(
     state: WorkerState, snap: Snapshot, scope: Scope, proto: Proto, x: Exchange
 ) -> Prepared:
     model, verb = gemini_target(scope.path)
-    ip = client_ip(scope, state.settings.trust_forwarded)
-    key = authenticate_request(snap, gemini_key(scope), ip, x)
-    body = await read_body(scope, proto, snap.settings.max_body_bytes, state.settings.body_timeout_s)
-    x.body_bytes = len(body)
+    ip, key, body = await read_request(state, snap, scope, proto, x, gemini_key(scope))
     json_body(scope, body)
     if not body:
         field = BODY_FIELD.get(verb, "contents")

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from ..config.snapshot import ProviderRuntime, RouteTarget, Snapshot
-from ..errors import GatewayError, UpstreamError
+from ..errors import UpstreamError
 from ..providers.base import UpstreamCall, UpstreamResponse
 from ..providers.codecs import NoCodec, codec_for
 from ..providers.registry import adapter_for
@@ -54,27 +54,13 @@ async def relay(state: WorkerState, snap: Snapshot, proto: Proto, x: Exchange, p
             candidates(snap, p.route, state.rng, state.round_robin), _upstream(state, snap, p, x)
         )
     except Exhausted as none:
-        raise exhausted(p, x, none.last) from None
+        raise none.error(x, f"no upstream is available for `{p.route.name}` right now (all are cooling down "
+                            "after failures)") from None
     try:
         await deliver(proto, response, codec, out, p, target, x, snap.redactor)
     except UpstreamError:  # a cut or unreadable answer: not retried (it may have run), but counted
         state.breakers.get(target.provider, snap.settings.routing.breaker).failure()
         raise
-
-
-def exhausted(p: Prepared, x: Exchange, last: AttemptFailed | None) -> GatewayError:
-    if last is None:
-        return UpstreamError(
-            f"no upstream is available for `{p.route.name}` right now (all are cooling down after failures)",
-            status=503,
-            code="no_upstream_available",
-        )
-    status = last.status if last.status in (429, 504) else 502
-    return UpstreamError(
-        f"all {x.attempts} upstream attempt(s) failed; last: provider {last.provider}: {last.detail}",
-        status=status,
-        code="upstream_rate_limited" if status == 429 else "upstream_failed",
-    )
 
 
 def _upstream(

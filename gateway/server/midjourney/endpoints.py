@@ -21,12 +21,13 @@ import msgspec
 from ...errors import InvalidRequest, UpstreamError
 from ...providers import midjourney as wire
 from ...providers.wire.head import TOO_DEEP
+from ..attempts import AttemptFailed
 from ..envelope import Call, Endpoint
 from ..http import JSON, json_body
 from ..intake import read_body
 from ..state import WorkerState
 from .poller import refresh, view
-from .runtime import Unreachable, call_upstream, mj_key, owned_task, runtime, scrub
+from .runtime import call_upstream, mj_key, owned_task, runtime, snippet
 from .submit import submit_endpoint
 from .tasks import MjRuntime, TaskRow
 
@@ -76,10 +77,10 @@ async def image_seed(call: Call) -> None:
         status, data = await call_upstream(
             state, provider, "GET", wire.task_path(task.upstream_id, "image-seed", mode)
         )
-    except Unreachable as exc:
+    except AttemptFailed as exc:
         raise UpstreamError(f"provider {provider.id}: {exc.detail}", status=exc.status) from None
     if status != 200 or wire.decode_submit(data) is None:
-        detail = scrub(data, provider)
+        detail = snippet(data)
         raise UpstreamError(f"upstream {provider.id} gave no image seed: HTTP {status}: {detail}")
     proto.response_bytes(200, [("content-type", JSON)], data)
 

@@ -19,8 +19,9 @@ from datetime import UTC, datetime
 from ...errors import GatewayError
 from ...providers import midjourney as wire
 from ...usage.record import UsageRecord
+from ..attempts import AttemptFailed
 from ..state import WorkerState
-from .runtime import Unreachable, call_upstream, runtime
+from .runtime import call_upstream, runtime
 from .tasks import MjRuntime, TaskRow
 
 log = logging.getLogger("tollgate.midjourney")
@@ -49,7 +50,7 @@ async def refresh(state: WorkerState, mj: MjRuntime, task: TaskRow, mode: str | 
         status, data = await call_upstream(
             state, provider, "GET", wire.task_path(task.upstream_id, "fetch", mode)
         )
-    except (Unreachable, GatewayError) as exc:
+    except (AttemptFailed, GatewayError) as exc:
         log.warning("cannot refresh task %s from %s: %s", task.id, task.provider, exc)
         return task
     seen = wire.decode_state(data) if status == 200 else None

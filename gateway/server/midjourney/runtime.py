@@ -13,9 +13,7 @@ from ...providers.registry import adapter_for
 from ...providers.transport.base import UpstreamConnectError, UpstreamMaybeSent, UpstreamTimeout
 from ..attempts import AttemptFailed, Attempts, KeyRefused
 from ..auth import authenticate, presented_key
-from ..exchange import Exchange
 from ..http import JSON, client_ip
-from ..intake import authenticate_request
 from ..rsgi import Scope
 from ..state import WorkerState
 from .tasks import MjRuntime, TaskRow, TaskStore
@@ -31,14 +29,13 @@ def runtime(state: WorkerState) -> MjRuntime:
     return mj
 
 
-def mj_key(state: WorkerState, snap: Snapshot, scope: Scope, x: Exchange | None = None) -> KeyRuntime:
-    """`Authorization: Bearer <key>` or the proxy's own `mj-api-secret: <key>`; recorded on `x`
-    (a billed endpoint's exchange) even when the key's IP allow-list refuses the request."""
-    secret = presented_key(scope, (SECRET_HEADER,))
-    ip = client_ip(scope, state.settings.trust_forwarded)
-    if x is None:
-        return authenticate(snap, secret, ip)
-    return authenticate_request(snap, secret, ip, x)
+def mj_secret(scope: Scope) -> str | None:
+    """`Authorization: Bearer <key>` or the proxy's own `mj-api-secret: <key>`."""
+    return presented_key(scope, (SECRET_HEADER,))
+
+
+def mj_key(state: WorkerState, snap: Snapshot, scope: Scope) -> KeyRuntime:
+    return authenticate(snap, mj_secret(scope), client_ip(scope, state.settings.trust_forwarded))
 
 
 def task_not_found(task_id: str) -> NotFound:
@@ -51,15 +48,6 @@ async def owned_task(mj: MjRuntime, key: KeyRuntime, task_id: str) -> TaskRow:
     if task is None or task.key_id != key.id:
         raise task_not_found(task_id)
     return task
-
-
-class Unreachable(Exception):
-    """The upstream gave no answer. `maybe_sent`: the request may have reached it (a timeout,
-    a cut response), so a submit must not be retried elsewhere."""
-
-    def __init__(self, provider: str, detail: str, status: int = 502, maybe_sent: bool = False) -> None:
-        super().__init__(detail)
-        self.provider, self.detail, self.status, self.maybe_sent = provider, detail, status, maybe_sent
 
 
 async def deliver_once(
@@ -75,15 +63,15 @@ async def deliver_once(
     try:
         response = await adapter_for(provider.kind).send(call, state.client)
     except (UpstreamTimeout, TimeoutError):
-        raise Unreachable(provider.id, "timed out waiting for the upstream", 504, True) from None
+        raise AttemptFailed(provider.id, "timed out waiting for the upstream", 504, maybe_sent=True) from None
     except UpstreamMaybeSent as exc:
-        raise Unreachable(provider.id, f"connection failed ({exc})", 502, True) from None
+        raise AttemptFailed(provider.id, f"connection failed ({exc})", maybe_sent=True) from None
     except (UpstreamConnectError, OSError) as exc:
-        raise Unreachable(provider.id, f"connection failed ({exc})") from None
+        raise AttemptFailed(provider.id, f"connection failed ({exc})") from None
     try:
         data = await response.read()
     except (UpstreamTimeout, UpstreamConnectError, OSError) as exc:
-        raise Unreachable(provider.id, f"the answer was cut ({exc})", 502, True) from None
+        raise AttemptFailed(provider.id, f"the answer was cut ({exc})", maybe_sent=True) from None
     if response.status in (401, 403):
         raise KeyRefused(f"HTTP {response.status}")
     return response.status, state.store.current.redactor.data(data)
@@ -99,16 +87,9 @@ async def call_upstream(
         return await deliver_once(state, provider, api_key, method, endpoint, body)
 
     engine = Attempts(state, state.store.current, None, breakers=False)
-    try:
-        return await engine.with_keys(provider, RouteTarget(provider.id, "", 1, 0), send)
-    except AttemptFailed as exc:
-        raise Unreachable(provider.id, exc.detail, exc.status) from None
+    return await engine.with_keys(provider, RouteTarget(provider.id, "", 1, 0), send)
 
 
-def scrub(data: bytes, provider: ProviderRuntime) -> str:
-    """A short reason from an upstream body, without the provider's keys in it."""
-    text = data[:500].decode("utf-8", "replace")
-    for secret in provider.api_keys:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return text
+def snippet(data: bytes) -> str:
+    """A short reason from an upstream body (already redacted by `deliver_once`)."""
+    return data[:500].decode("utf-8", "replace")

@@ -23,17 +23,16 @@ from ...errors import GatewayError, UpstreamError
 from ...providers import midjourney as wire
 from ...providers.wire.head import Head
 from ...routing.select import candidates
+from ..admission import admit, decide, read_request
 from ..attempts import AttemptFailed, Attempts, Exhausted, Send
 from ..auth import check_model
 from ..envelope import Call, Endpoint
 from ..exchange import Exchange
-from ..http import client_ip, json_body, send_json
-from ..intake import read_body
-from ..relay import admit, decide
+from ..http import json_body, send_json
 from ..state import WorkerState
 from .actions import MODAL_OPENERS, action_cost, task_action_name
 from .parse import Submit, parse
-from .runtime import Unreachable, deliver_once, mj_key, owned_task, runtime, scrub
+from .runtime import deliver_once, mj_secret, owned_task, runtime, snippet
 from .tasks import MjRuntime, TaskRow
 
 log = logging.getLogger("tollgate.midjourney")
@@ -62,11 +61,9 @@ async def _submit(call: Call, endpoint: str, mode: str | None) -> None:
     state, snap, scope, x = call.state, call.snap, call.scope, call.x
     x.usage = TokenUsage(source="none")  # billed per action (x.action_cost), not per token
     mj = runtime(state)
-    key = mj_key(state, snap, scope, x)  # before any of the body is read
-    body = await read_body(scope, call.proto, snap.settings.max_body_bytes, state.settings.body_timeout_s)
-    x.body_bytes = len(body)
+    ip, key, body = await read_request(state, snap, scope, call.proto, x, mj_secret(scope))
     req = parse(endpoint, json_body(scope, body))
-    plan = await _plan(state, snap, mj, key, req, body, x, client_ip(scope, state.settings.trust_forwarded))
+    plan = await _plan(state, snap, mj, key, req, body, x, ip)
     if mode:
         x.tags = (*x.tags, f"mode:{mode}")
     limit_headers = await call.admit(key, plan.route, 0)
@@ -119,12 +116,11 @@ async def _forward(state: WorkerState, snap: Snapshot, x: Exchange, plan: Plan, 
             try:
                 status, data = await deliver_once(state, provider, api_key, "POST", path, plan.body,
                                                   plan.headers)
-            except Unreachable as exc:
-                final = None
-                if exc.maybe_sent:
-                    final = UpstreamError(f"provider {provider.id}: {exc.detail}; the task may have been "
-                                          "submitted", status=exc.status, code="upstream_timeout")
-                raise AttemptFailed(provider.id, exc.detail, exc.status, final=final) from None
+            except AttemptFailed as exc:
+                if exc.maybe_sent:  # not retried elsewhere: the task may exist
+                    exc.final = UpstreamError(f"provider {provider.id}: {exc.detail}; the task may have been "
+                                              "submitted", status=exc.status, code="upstream_timeout")
+                raise
             result = _accepted(provider, status, data, snap)
             if result.code == wire.QUEUE_FULL and not plan.follow_up:
                 full.append((provider, target, result))
@@ -139,14 +135,7 @@ async def _forward(state: WorkerState, snap: Snapshot, x: Exchange, plan: Plan, 
     except Exhausted as none:
         if full:
             return full[0]  # every upstream's queue is full: the client gets the proxy's own answer
-        if none.last is None:
-            raise UpstreamError("no Midjourney upstream is available right now", status=503,
-                                code="no_upstream_available") from None
-        last = none.last
-        raise UpstreamError(
-            f"all {x.attempts} upstream attempt(s) failed; last: provider {last.provider}: {last.detail}",
-            status=504 if last.status == 504 else 502, code="upstream_failed",
-        ) from None
+        raise none.error(x, "no Midjourney upstream is available right now") from None
 
 
 def _is_midjourney(snap: Snapshot, target: RouteTarget) -> bool:
@@ -157,9 +146,9 @@ def _is_midjourney(snap: Snapshot, target: RouteTarget) -> bool:
 def _accepted(provider: ProviderRuntime, status: int, data: bytes, snap: Snapshot) -> wire.SubmitResult:
     """The proxy's submit result; a retryable status is an attempt failure, another error final."""
     if status in snap.settings.routing.retry_on:
-        raise AttemptFailed(provider.id, f"HTTP {status}: {scrub(data, provider)}", status)
+        raise AttemptFailed(provider.id, f"HTTP {status}: {snippet(data)}", status)
     if status >= 400:
-        detail = scrub(data, provider)
+        detail = snippet(data)
         raise UpstreamError(f"upstream {provider.id} refused the request: HTTP {status}: {detail}",
                             status=502 if status in (401, 403) else status)
     result = wire.decode_submit(data)
