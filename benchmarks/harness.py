@@ -47,8 +47,8 @@ def log(msg: str) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--targets", default=",".join(ALL),
-                   help=f"comma-separated, from: {', '.join(ALL)} (default: all)")
+    p.add_argument("--targets", default=",".join(t for t in ALL if t != "tollgate-base"),
+                   help=f"comma-separated, from: {', '.join(ALL)} (default: all but tollgate-base)")
     p.add_argument("--scenarios", default=",".join(SCENARIOS),
                    help=f"comma-separated, from: {', '.join(SCENARIOS)} (default: all)")
     p.add_argument("--reps", type=int, default=3, help="interleaved repetitions (default 3)")
@@ -66,6 +66,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--paced-delay-ms", type=float, default=5.0, help="event pacing of the probe streams")
     p.add_argument("--no-install", action="store_true", help="skip peers that are not installed yet")
     p.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    p.add_argument("--base-repo", type=Path,
+                   help="another checkout with its own .venv, benchmarked as target tollgate-base")
     p.add_argument("--out", type=Path, default=HERE / "results", help="results directory")
     p.add_argument("--name", help="results file name (default: the date, plus -quick for --quick)")
     p.add_argument("--work", type=Path, default=HERE / ".work", help="installs, configs, logs")
@@ -219,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     target_cpus, mock_cpus = ("0", "1") if pin else (None, None)
     if pin:
         os.sched_setaffinity(0, {1})  # the harness itself stays off the measured core
-    ctx = Context(repo=REPO, work=work, mock_port=0, target_cpus=target_cpus, install=not args.no_install)
+    ctx = Context(repo=REPO, work=work, mock_port=0, target_cpus=target_cpus, install=not args.no_install,
+                  base_repo=args.base_repo)
     from benchmarks.targets import free_port
 
     ctx.mock_port = free_port()

@@ -39,6 +39,7 @@ class Context:
     mock_port: int
     target_cpus: str | None  # the core the target and the load generator share
     install: bool = True  # install missing peers (else skip them)
+    base_repo: Path | None = None  # another checkout (with its .venv) run as `tollgate-base`
 
     @property
     def logs(self) -> Path:
@@ -264,8 +265,11 @@ class Tollgate(Target):
     kind = "tollgate"
     startup_timeout = 60.0
 
+    def checkout(self, ctx: Context) -> Path:
+        return ctx.repo
+
     def prepare(self, ctx: Context) -> None:
-        self.binary = ctx.repo / ".venv" / "bin" / "tollgate"
+        self.binary = self.checkout(ctx) / ".venv" / "bin" / "tollgate"
         if not self.binary.exists():
             raise TargetError(f"{self.binary} is missing: run `make` (pip install -e .) first")
         help_text = output([str(self.binary), "serve", "--help"])
@@ -279,7 +283,7 @@ class Tollgate(Target):
             raise TargetError(f"the generated bundle does not pass `tollgate check`:\n{check.stdout}{check.stderr}")
 
     def version(self, ctx: Context) -> str:
-        rev = output(["git", "-C", str(ctx.repo), "describe", "--always", "--dirty"])
+        rev = output(["git", "-C", str(self.checkout(ctx)), "describe", "--always", "--dirty"])
         return f"git {rev}" if rev else "unknown"
 
     def launch(self, ctx: Context) -> Running:
@@ -288,10 +292,22 @@ class Tollgate(Target):
         data.mkdir(parents=True, exist_ok=True)
         argv = [str(self.binary), "serve", "--policies", str(self.bundle), "--port", str(port),
                 "--workers", "1", "--data-dir", str(data), "--log-level", "warning"]
-        managed = procs.start("tollgate", argv, ctx.logs / "tollgate.log", ctx.target_cpus)
+        managed = procs.start(self.name, argv, ctx.logs / f"{self.name}.log", ctx.target_cpus)
         endpoint = Endpoint(f"http://127.0.0.1:{port}/v1/chat/completions",
                             {"authorization": f"Bearer {bench_key()}"}, "bench", "bench-paced")
         return Running(endpoint, managed, [lambda: shutil.rmtree(data, ignore_errors=True)])
+
+
+class TollgateBase(Tollgate):
+    """Tollgate from another checkout (`--base-repo`, e.g. a `git worktree` of the commit before
+    a change, with its own .venv): before and after measured in one run."""
+
+    name = "tollgate-base"
+
+    def checkout(self, ctx: Context) -> Path:
+        if ctx.base_repo is None:
+            raise TargetError("tollgate-base needs --base-repo DIR (a checkout with its own .venv)")
+        return ctx.base_repo
 
 
 def python_venv(ctx: Context, name: str, spec: str, check: str) -> Path:
@@ -468,6 +484,7 @@ ALL: dict[str, type[Target]] = {
     "direct": Direct,
     "nginx": Nginx,
     "tollgate": Tollgate,
+    "tollgate-base": TollgateBase,
     "tensorzero": TensorZero,
     "portkey": Portkey,
     "litellm": LiteLLM,
