@@ -13,7 +13,7 @@ import pytest
 
 from gateway.config.snapshot import PriceRuntime
 from gateway.config.types import Price
-from gateway.providers import midjourney as wire
+from gateway.providers.wire import midjourney as wire
 from gateway.server.midjourney.actions import (
     BadAction,
     action_cost,

@@ -14,8 +14,8 @@ from gateway.config import BundleError, Snapshot, load_snapshot
 from gateway.config.headers import CREDENTIAL_HEADERS, GATEWAY_HEADERS
 from gateway.config.types import Timeouts
 from gateway.policy.context import Facts, KeyView, RequestView
-from gateway.providers.base import UpstreamCall
-from gateway.providers.openai import OpenAIAdapter
+from gateway.providers.adapters.base import UpstreamCall
+from gateway.providers.adapters.openai import OpenAIAdapter
 
 CASES = Path(__file__).resolve().parent / "bundle_cases"
 

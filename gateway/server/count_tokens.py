@@ -27,9 +27,9 @@ from ..config.snapshot import ProviderRuntime, Route, RouteTarget, Snapshot
 from ..config.types import AnthropicProvider
 from ..core.usage import TokenUsage
 from ..errors import InvalidRequest
-from ..providers.anthropic_adapter import messages_url
-from ..providers.base import UpstreamCall, send_http
-from ..providers.gemini_adapter import generate_url
+from ..providers.adapters.anthropic import messages_url
+from ..providers.adapters.base import UpstreamCall, send_http
+from ..providers.adapters.gemini import generate_url
 from ..providers.transport.base import UpstreamConnectError, UpstreamTimeout
 from ..providers.wire.head import rewrite_json
 from ..routing.select import candidates

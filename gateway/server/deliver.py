@@ -15,7 +15,7 @@ import msgspec
 
 from ..config.snapshot import RouteTarget
 from ..errors import UpstreamError
-from ..providers.base import UpstreamResponse
+from ..providers.adapters.base import UpstreamResponse
 from ..providers.translate.codec import Codec, Outgoing, StreamTap
 from ..providers.translate.stream_abort import CUT_CODE, cut_event
 from ..providers.transport.base import UpstreamConnectError, UpstreamTimeout

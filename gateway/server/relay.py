@@ -15,9 +15,9 @@ import msgspec
 
 from ..config.snapshot import ProviderRuntime, RouteTarget, Snapshot
 from ..errors import UpstreamError
-from ..providers.base import UpstreamCall, UpstreamResponse
+from ..providers.adapters.base import UpstreamCall, UpstreamResponse
+from ..providers.adapters.registry import adapter_for
 from ..providers.codecs import NoCodec, codec_for
-from ..providers.registry import adapter_for
 from ..providers.translate.codec import Codec, Outgoing
 from ..providers.transport.base import UpstreamConnectError, UpstreamTimeout
 from ..redact import Redactor

@@ -19,7 +19,7 @@ from urllib.parse import unquote
 import msgspec
 
 from ...errors import InvalidRequest, UpstreamError
-from ...providers import midjourney as wire
+from ...providers.wire import midjourney as wire
 from ...providers.wire.head import TOO_DEEP
 from ..attempts import AttemptFailed
 from ..envelope import Call, Endpoint

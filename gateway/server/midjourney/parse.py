@@ -8,7 +8,7 @@ from typing import TypeVar
 import msgspec
 
 from ...errors import InvalidRequest
-from ...providers import midjourney as wire
+from ...providers.wire import midjourney as wire
 from ...providers.wire.head import TOO_DEEP
 from .actions import (
     BadAction,

@@ -17,7 +17,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from ...errors import GatewayError
-from ...providers import midjourney as wire
+from ...providers.wire import midjourney as wire
 from ...usage.record import UsageRecord
 from ..attempts import AttemptFailed
 from ..state import WorkerState

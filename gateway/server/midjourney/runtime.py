@@ -7,10 +7,10 @@ import logging
 
 from ...config.snapshot import KeyRuntime, ProviderRuntime, RouteTarget, Snapshot
 from ...errors import NotFound
-from ...providers.base import UpstreamCall
-from ...providers.midjourney import SECRET_HEADER
-from ...providers.registry import adapter_for
+from ...providers.adapters.base import UpstreamCall
+from ...providers.adapters.registry import adapter_for
 from ...providers.transport.base import UpstreamConnectError, UpstreamMaybeSent, UpstreamTimeout
+from ...providers.wire.midjourney import SECRET_HEADER
 from ..attempts import AttemptFailed, Attempts, KeyRefused
 from ..auth import authenticate, presented_key
 from ..http import JSON, client_ip

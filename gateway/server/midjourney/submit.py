@@ -20,7 +20,7 @@ import msgspec
 from ...config.snapshot import KeyRuntime, ProviderRuntime, RouteTarget, Snapshot
 from ...core.usage import TokenUsage
 from ...errors import GatewayError, UpstreamError
-from ...providers import midjourney as wire
+from ...providers.wire import midjourney as wire
 from ...providers.wire.head import Head
 from ...routing.select import candidates
 from ..admission import admit, decide, read_request

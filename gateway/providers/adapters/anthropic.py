@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..config.types import AnthropicProvider
+from ...config.types import AnthropicProvider
+from ..transport.base import UpstreamClient
 from .base import UpstreamCall, UpstreamResponse, send_http
-from .transport.base import UpstreamClient
 
 
 def messages_url(base_url: str) -> str:

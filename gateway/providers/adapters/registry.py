@@ -1,12 +1,13 @@
-"""Adapter per provider kind. Kinds served by the other issues' adapters (anthropic, gemini,
-midjourney) are registered here as they land."""
+"""The adapter of each provider kind (one module per kind in this folder). A new kind: its
+adapter module here, its entry below, its family in gateway/core/family.py, and its codecs in
+../codecs.py."""
 
 from __future__ import annotations
 
-from ..errors import UpstreamError
-from .anthropic_adapter import AnthropicAdapter
+from ...errors import UpstreamError
+from .anthropic import AnthropicAdapter
 from .base import Adapter
-from .gemini_adapter import GeminiAdapter
+from .gemini import GeminiAdapter
 from .midjourney import MidjourneyAdapter
 from .mock import MockAdapter
 from .openai import AzureAdapter, OpenAIAdapter

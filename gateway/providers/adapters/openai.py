@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..config.types import AzureProvider
+from ...config.types import AzureProvider
+from ..transport.base import UpstreamClient
 from .base import UpstreamCall, UpstreamResponse, send_http
-from .transport.base import UpstreamClient
 
 
 class OpenAIAdapter:

@@ -1,4 +1,6 @@
-"""Midjourney through a midjourney-proxy service (the open-source dialect and its "plus" variant).
+"""Midjourney through a midjourney-proxy service (the open-source dialect and its "plus" variant):
+its paths, result codes and the few fields the gateway reads (the adapter that sends the calls is
+../adapters/midjourney.py; the front door is gateway/server/midjourney/).
 
 The proxy's root is the provider's `base_url`; paths are `/mj/...`, or `/mj-{mode}/mj/...` to
 pick a speed mode; the provider's api key goes in the `mj-api-secret` header. Submits answer
@@ -13,9 +15,6 @@ from typing import Any
 from urllib.parse import quote
 
 import msgspec
-
-from .base import UpstreamCall, UpstreamResponse, send_http
-from .transport.base import UpstreamClient
 
 SECRET_HEADER = "mj-api-secret"
 MODES = ("fast", "relax", "turbo")
@@ -141,12 +140,3 @@ def with_id(doc: bytes, task_id: str) -> bytes:
     fields = _raw_doc.decode(doc)
     fields["id"] = msgspec.Raw(msgspec.json.encode(task_id))
     return msgspec.json.encode(fields)
-
-
-class MidjourneyAdapter:
-    async def send(self, call: UpstreamCall, client: UpstreamClient) -> UpstreamResponse:
-        url = f"{call.provider.base_url.rstrip('/')}/{call.endpoint}"
-        if call.query:
-            url = f"{url}?{call.query}"
-        auth = {SECRET_HEADER: call.api_key} if call.api_key else {}
-        return await send_http(client, call, url, auth)

@@ -14,9 +14,9 @@ from typing import Any
 
 import msgspec
 
-from ..config.types import MockProvider
+from ...config.types import MockProvider
+from ..transport.base import UpstreamClient
 from .base import UpstreamCall
-from .transport.base import UpstreamClient
 
 
 class _Options(msgspec.Struct):

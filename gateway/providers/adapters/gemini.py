@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from ..transport.base import UpstreamClient
 from .base import UpstreamCall, UpstreamResponse, send_http
-from .transport.base import UpstreamClient
 
 
 def generate_url(base_url: str, model: str, stream: bool) -> str:

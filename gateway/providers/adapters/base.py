@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..config.snapshot import ProviderRuntime
-from .transport.base import UpstreamClient, UpstreamResponse
+from ...config.snapshot import ProviderRuntime
+from ..transport.base import UpstreamClient, UpstreamResponse
 
 __all__ = ["Adapter", "UpstreamCall", "UpstreamResponse", "send_http"]
 
