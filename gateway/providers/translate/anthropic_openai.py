@@ -5,12 +5,15 @@ message_stop), one event group per upstream chunk."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from ...core.usage import TokenUsage
 from ...errors import InvalidRequest, UpstreamError
 from ..wire import anthropic as aw
 from ..wire.openai_chat import (
+    ChatChunk,
     ChatRequest,
     ContentPart,
     FunctionCall,
@@ -19,17 +22,16 @@ from ..wire.openai_chat import (
     StreamOptions,
     Tool,
     ToolCall,
-    chunk_decoder,
     completion_decoder,
     encoder,
     error_kind,
-    stream_error,
     token_usage,
 )
 from ..wire.parts import ANTHROPIC_BLOCKS, check_type
-from ..wire.sse import SseReader, frame
+from ..wire.sse import frame
 from . import documents
 from .codec import Outgoing, StreamTap
+from .tap import ChatInTap
 
 ERROR_TYPES = frozenset({"invalid_request_error", "authentication_error", "permission_error",
                          "not_found_error", "request_too_large", "rate_limit_error", "api_error",
@@ -136,26 +138,16 @@ def event(doc: aw.AEvent) -> bytes:
     return frame(aw.encoder.encode(doc), doc.type)
 
 
-class ChatToAnthropicTap:
+class ChatToAnthropicTap(ChatInTap):
     """chat.completion.chunk events in, Anthropic stream events out."""
 
     def __init__(self, model: str) -> None:
-        self.usage: TokenUsage | None = None
-        self.error: str | None = None
-        self.chars = 0
-        self._reader = SseReader()
+        super().__init__()
         self._model = model
-        self._started = self._done = False
+        self._started = False
         self._block = -1  # index of the open content block; -1 when none is open
         self._kind = ""  # "thinking", "text" or "tool:<n>" for the open block
         self._stop = "end_turn"
-
-    def feed(self, chunk: bytes) -> bytes:
-        return b"".join(self._event(data) for _, data in self._reader.feed(chunk))
-
-    def flush(self) -> bytes:
-        out = b"".join(self._event(data) for _, data in self._reader.flush())
-        return out if self._done else out + self._finish()
 
     def _open(self, kind: str, block: aw.Block) -> bytes:
         out = self._close()
@@ -168,13 +160,7 @@ class ChatToAnthropicTap:
         self._kind = ""
         return event(aw.AEvent(type="content_block_stop", index=self._block))
 
-    def _event(self, data: bytes) -> bytes:
-        if data.strip() == b"[DONE]":
-            return b"" if self._done else self._finish()
-        try:
-            chunk = chunk_decoder.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return self._error(stream_error(data))
+    def _on_chunk(self, chunk: ChatChunk) -> bytes:
         out = b""
         if not self._started:
             self._started = True
@@ -212,7 +198,7 @@ class ChatToAnthropicTap:
                 self._stop = STOP.get(choice.finish_reason, "end_turn")
         return out
 
-    def _error(self, error: dict[str, object] | None) -> bytes:
+    def _error(self, error: dict[str, Any] | None) -> bytes:
         """An upstream error mid-stream ends the stream with Anthropic's error event."""
         if error is None or self._done:
             return b""
@@ -224,7 +210,7 @@ class ChatToAnthropicTap:
             "message": str(error.get("message") or "the upstream stream failed")}}
         return frame(aw.encoder.encode(doc), "error")
 
-    def _finish(self) -> bytes:
+    def _end(self) -> bytes:
         self._done = True
         usage = aw.anthropic_usage(self.usage or TokenUsage())
         out = self._close()

@@ -12,6 +12,7 @@ from ...core.usage import TokenUsage
 from ...errors import InvalidRequest, UpstreamError
 from ..wire import gemini as gw
 from ..wire.openai_chat import (
+    ChatChunk,
     ChatRequest,
     ContentPart,
     FunctionCall,
@@ -21,17 +22,17 @@ from ..wire.openai_chat import (
     StreamOptions,
     Tool,
     ToolCall,
-    chunk_decoder,
+    arguments_object,
     completion_decoder,
     encoder,
     error_kind,
-    stream_error,
     token_usage,
 )
 from ..wire.parts import check_gemini_part
-from ..wire.sse import SseReader, frame
+from ..wire.sse import frame
 from . import documents
 from .codec import Outgoing, StreamTap
+from .tap import ChatInTap
 
 FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "function_call": "STOP",
           "content_filter": "SAFETY"}
@@ -127,21 +128,14 @@ def to_chat(req: gw.GRequest, model: str, stream: bool, file_urls: bool = False)
     )
 
 
-def _args(arguments: str | None) -> dict[str, Any]:
-    try:
-        value = msgspec.json.decode(arguments or "{}")
-    except msgspec.DecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def _parts(text: str | None, calls: list[ToolCall], thought: str | None = None) -> list[gw.Part]:
     parts = [gw.Part(text=thought, thought=True)] if thought else []
     if text:
         parts.append(gw.Part(text=text))
     for call in calls:
         fn = call.function or FunctionCall()
-        parts.append(gw.Part(functionCall=gw.FunctionCall(name=fn.name or "", args=_args(fn.arguments))))
+        call_doc = gw.FunctionCall(name=fn.name or "", args=arguments_object(fn.arguments))
+        parts.append(gw.Part(functionCall=call_doc))
     return parts
 
 
@@ -159,41 +153,24 @@ def from_chat(body: bytes) -> tuple[gw.GResponse, TokenUsage | None]:
                         modelVersion=chat.model, responseId=chat.id), usage
 
 
-class ChatToGeminiTap:
+class ChatToGeminiTap(ChatInTap):
     """chat.completion.chunk events in, Gemini `alt=sse` chunks out. Text and reasoning (as thought
     parts) go out as they come; a function call goes out whole, as Gemini sends it, as soon as it is
     complete (the next call starts) or with the finish reason and usage."""
 
     def __init__(self, model: str) -> None:
-        self.usage: TokenUsage | None = None
-        self.error: str | None = None
-        self.chars = 0
-        self._reader = SseReader()
+        super().__init__()
         self._model, self._id = model, ""
         self._calls: dict[int, ToolCall] = {}  # stream index -> the call's name and arguments so far
         self._released: set[int] = set()
         self._finish: str | None = None
-        self._done = False
-
-    def feed(self, chunk: bytes) -> bytes:
-        return b"".join(self._event(data) for _, data in self._reader.feed(chunk))
-
-    def flush(self) -> bytes:
-        out = b"".join(self._event(data) for _, data in self._reader.flush())
-        return out if self._done else out + self._end()
 
     def _send(self, candidate: gw.Candidate | None, usage: gw.UsageMetadata | None = None) -> bytes:
         doc = gw.GResponse(candidates=[candidate] if candidate else None, usageMetadata=usage,
                            modelVersion=self._model, responseId=self._id or None)
         return frame(gw.encoder.encode(doc))
 
-    def _event(self, data: bytes) -> bytes:
-        if data.strip() == b"[DONE]":
-            return b"" if self._done else self._end()
-        try:
-            chunk = chunk_decoder.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return self._error(stream_error(data))
+    def _on_chunk(self, chunk: ChatChunk) -> bytes:
         self._id, self._model = chunk.id or self._id, chunk.model or self._model
         if chunk.usage is not None:
             self.usage = token_usage(chunk.usage)

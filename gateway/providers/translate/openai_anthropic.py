@@ -5,7 +5,6 @@ chat.completion / chat.completion.chunk, one client event per upstream event."""
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import msgspec
 
@@ -24,6 +23,7 @@ from ..wire.openai_chat import (
     FunctionCall,
     Message,
     ToolCall,
+    arguments_object,
     chat_usage,
     encoder,
     error_kind,
@@ -32,9 +32,10 @@ from ..wire.openai_chat import (
     text_of,
 )
 from ..wire.parts import OPENAI_PARTS, check_type
-from ..wire.sse import SseReader, frame
+from ..wire.sse import frame
 from . import documents
 from .codec import Outgoing, StreamTap
+from .tap import ChatOutTap
 
 FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
           "tool_use": "tool_calls", "refusal": "content_filter", "pause_turn": "stop"}
@@ -45,14 +46,6 @@ def decode_chat(body: bytes) -> ChatRequest:
         return request_decoder.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise InvalidRequest(f"invalid chat completion request: {exc}") from None
-
-
-def _args(arguments: str | None) -> dict[str, Any]:
-    try:
-        value = msgspec.json.decode(arguments or "{}")
-    except msgspec.DecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _image(url: str) -> aw.Block:
@@ -123,7 +116,7 @@ def to_anthropic(req: ChatRequest, model: str, default_max_tokens: int, stream: 
             for call in m.tool_calls or ():
                 fn = call.function or FunctionCall()
                 blocks.append(aw.Block(type="tool_use", id=call.id or "", name=fn.name or "",
-                                       input=_args(fn.arguments)))
+                                       input=arguments_object(fn.arguments)))
             _append(messages, "assistant", blocks)
         else:
             _append(messages, "user", _blocks(m.content, where))
@@ -160,26 +153,13 @@ def from_anthropic(resp: aw.AResponse) -> tuple[ChatCompletion, TokenUsage]:
                           usage=chat_usage(usage)), usage
 
 
-class AnthropicToChatTap:
+class AnthropicToChatTap(ChatOutTap):
     """Anthropic stream events in, chat.completion.chunk events out."""
 
     def __init__(self, model: str, include_usage: bool) -> None:
-        self.usage: TokenUsage | None = None
-        self.error: str | None = None
-        self.chars = 0
-        self._reader = SseReader()
-        self._include_usage = include_usage
-        self._id, self._model, self._created = "", model, int(time.time())
+        super().__init__("", model, include_usage)
         self._tools: dict[int, int] = {}  # content block index -> tool call index
         self._au: aw.AUsage | None = None
-        self._done = False
-
-    def feed(self, chunk: bytes) -> bytes:
-        return b"".join(self._event(data) for _, data in self._reader.feed(chunk))
-
-    def flush(self) -> bytes:
-        out = b"".join(self._event(data) for _, data in self._reader.flush())
-        return out if self._done else out + self._finish()
 
     def _chunk(self, delta: Delta, finish: str | None = None) -> bytes:
         doc = ChatChunk(id=self._id, model=self._model, created=self._created,
@@ -228,20 +208,11 @@ class AnthropicToChatTap:
             reason = ev.delta.stop_reason if ev.delta else None
             return self._chunk(Delta(), FINISH.get(reason or "", "stop")) if reason else b""
         if ev.type == "message_stop":
-            return self._finish()
+            return self._end()
         if ev.type == "error":
             self.error = error_kind(ev.error)
             return frame(encoder.encode({"error": ev.error or {"message": "upstream stream error"}}))
         return b""
-
-    def _finish(self) -> bytes:
-        self._done = True
-        out = b""
-        if self._include_usage and self.usage is not None:
-            doc = ChatChunk(id=self._id, model=self._model, created=self._created, choices=[],
-                            usage=chat_usage(self.usage))
-            out = frame(encoder.encode(doc))
-        return out + b"data: [DONE]\n\n"
 
 
 def default_max_tokens(out: Outgoing) -> int:

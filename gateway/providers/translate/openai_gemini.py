@@ -32,10 +32,11 @@ from ..wire.openai_chat import (
     text_of,
 )
 from ..wire.parts import OPENAI_PARTS, check_type
-from ..wire.sse import SseReader, frame
+from ..wire.sse import frame
 from . import documents
 from .codec import Outgoing, StreamTap
 from .openai_anthropic import decode_chat
+from .tap import ChatOutTap
 
 FILTERED = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"})
 _UNSUPPORTED_SCHEMA_KEYS = frozenset({"$schema", "additionalProperties", "strict", "$id"})
@@ -200,32 +201,13 @@ def from_gemini(resp: gw.GResponse, model: str) -> tuple[ChatCompletion, TokenUs
                           usage=chat_usage(usage) if usage else None), usage
 
 
-class GeminiToChatTap:
+class GeminiToChatTap(ChatOutTap):
     """Gemini `alt=sse` chunks in, chat.completion.chunk events out."""
 
     def __init__(self, model: str, include_usage: bool) -> None:
-        self.usage: TokenUsage | None = None
-        self.error: str | None = None
-        self.chars = 0
-        self._reader = SseReader()
-        self._include_usage = include_usage
-        self._id, self._model, self._created = "chatcmpl-gemini", model, int(time.time())
+        super().__init__("chatcmpl-gemini", model, include_usage)
         self._started: set[int] = set()
         self._calls: dict[int, int] = {}  # candidate -> tool calls so far
-        self._failed = False
-
-    def feed(self, chunk: bytes) -> bytes:
-        return b"".join(self._event(data) for _, data in self._reader.feed(chunk))
-
-    def flush(self) -> bytes:
-        out = b"".join(self._event(data) for _, data in self._reader.flush())
-        if self._failed:
-            return out
-        if self._include_usage and self.usage is not None:
-            doc = ChatChunk(id=self._id, model=self._model, created=self._created, choices=[],
-                            usage=chat_usage(self.usage))
-            out += frame(encoder.encode(doc))
-        return out + b"data: [DONE]\n\n"
 
     def _event(self, data: bytes) -> bytes:
         try:
@@ -233,7 +215,7 @@ class GeminiToChatTap:
         except (msgspec.DecodeError, msgspec.ValidationError):
             return b""
         if resp.error is not None:  # the upstream gave up: the error, and nothing after it
-            self._failed = True
+            self._done = True
             self.error = error_kind(resp.error)
             return frame(encoder.encode({"error": resp.error}))
         self._id = resp.responseId or self._id

@@ -26,19 +26,17 @@ from ..wire.openai_chat import (
     stream_error,
     token_usage,
 )
-from ..wire.sse import SseReader, frame
+from ..wire.sse import frame
 from .responses_response import echo, finish, response, response_id, usage
+from .tap import EventTap
 
 
-class ChatToResponsesTap:
+class ChatToResponsesTap(EventTap):
     def __init__(self, model: str, request_body: bytes) -> None:
-        self.usage: TokenUsage | None = None
-        self.error: str | None = None
-        self.chars = 0
-        self._reader = SseReader()
+        super().__init__()
         self._resp = response("", model, echo(request_body), int(time.time()), "in_progress")
         self._seq = 0
-        self._started = self._done = False
+        self._started = False
         self._kind = ""  # "text" or "tool:<n>" for the open output item; "" when none is open
         self._item: rw.OutputItem | None = None
         self._buffer: list[str] = []  # the open item's text or arguments so far
@@ -48,13 +46,6 @@ class ChatToResponsesTap:
     def sequence(self) -> int:
         """The next event's sequence_number (for an error event the relay appends)."""
         return self._seq
-
-    def feed(self, chunk: bytes) -> bytes:
-        return b"".join(self._event(data) for _, data in self._reader.feed(chunk))
-
-    def flush(self) -> bytes:
-        out = b"".join(self._event(data) for _, data in self._reader.flush())
-        return out if self._done else out + self._end()
 
     def _emit(self, kind: str, **fields: object) -> bytes:
         event = rw.Event(type=kind, sequence_number=self._seq, **fields)  # type: ignore[arg-type]

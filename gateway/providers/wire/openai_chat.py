@@ -184,6 +184,16 @@ def text_of(content: str | list[ContentPart] | None) -> str:
     return "".join(p.text or "" for p in content if p.type == "text")
 
 
+def arguments_object(arguments: str | None) -> dict[str, Any]:
+    """A tool call's `arguments` (a JSON string) as the object other families send; {} when
+    they are not a JSON object."""
+    try:
+        value = msgspec.json.decode(arguments or "{}")
+    except msgspec.DecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def parse_data_url(url: str) -> tuple[str, str] | None:
     """(media type, base64 data) of a `data:` URL, else None."""
     if not url.startswith("data:"):
