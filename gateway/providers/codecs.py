@@ -14,6 +14,8 @@ registers itself on import.
 
 from __future__ import annotations
 
+import functools
+
 from ..core.family import Family, family_of, is_family
 from .translate.anthropic_openai import AnthropicToOpenAI
 from .translate.codec import Codec
@@ -69,6 +71,7 @@ KIND_CODECS: dict[tuple[Family, str, str], Codec] = {
 }
 
 
+@functools.lru_cache(maxsize=512)  # a handful of (family, kind, endpoint) triples, asked per request
 def codec_for(client_family: str, provider_kind: str, endpoint: str | None = None) -> Codec:
     """The codec for a client family's request to a provider kind: the kind's entry for the
     endpoint, else the pair of families' entry for the endpoint, else the pair's general one."""

@@ -35,6 +35,11 @@ class KeyRing:
 
     def rotation(self) -> Iterator[str]:
         """Each usable key at most once, round robin: the keys to try for one request."""
+        if len(self.keys) == 1:  # most providers: no set, no scan
+            until = self._benched.get(0)
+            if until is None or until <= time.monotonic():
+                yield self.keys[0]
+            return
         tried: set[str] = set()
         while (key := self.pick(frozenset(tried))) is not None:
             tried.add(key)

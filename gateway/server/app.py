@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from pathlib import Path
 
@@ -60,6 +61,11 @@ class App:
         )
         self._sweeper = asyncio.get_running_loop().create_task(self.state.watches.sweep())
         await poller.start(self.state)  # Midjourney task store and poller
+        # Everything loaded so far (modules, the policy snapshot, clients) lives as long as the
+        # worker: keep it out of the collector's generations, so a collection does not walk it
+        # (measured: request latency's spread halves, ~3-8% more requests/s at c=16-64).
+        gc.collect()
+        gc.freeze()
         return self.state
 
     async def stop(self) -> None:

@@ -82,7 +82,18 @@ class Attempts:
             if provider is None or (breaker is not None and not breaker.allow()):
                 continue
             try:
-                result = await self.with_keys(provider, target, for_target(provider, target))
+                send = for_target(provider, target)
+                ring = self.state.keyring(provider)
+                for api_key in ring.rotation():  # each key at most once
+                    self._count(provider, target)
+                    try:
+                        result = await send(api_key)
+                    except KeyRefused:
+                        ring.bench(api_key)  # refused; the provider's other keys may serve
+                        continue
+                    break
+                else:
+                    raise AttemptFailed(provider.id, "every api key of this provider was refused")
             except AttemptFailed as failed:
                 if breaker is not None:
                     breaker.failure() if failed.breaker else breaker.success()
@@ -100,15 +111,13 @@ class Attempts:
         raise Exhausted(failures)
 
     async def with_keys(self, provider: ProviderRuntime, target: RouteTarget, send: Send[T]) -> T:
-        """One candidate: its API keys in rotation, each key at most once."""
-        ring = self.state.keyring(provider)
-        for api_key in ring.rotation():
-            self._count(provider, target)
-            try:
-                return await send(api_key)
-            except KeyRefused:
-                ring.bench(api_key)  # refused; the provider's other keys may serve
-        raise AttemptFailed(provider.id, "every api key of this provider was refused")
+        """One upstream, no fallback: its API keys in rotation; `AttemptFailed` when none serves."""
+        try:
+            return await self.first((target,), lambda _provider, _target: send)
+        except Exhausted as none:
+            if none.failures:
+                raise none.failures[-1] from None
+            raise AttemptFailed(provider.id, "the upstream is not available") from None
 
     def _count(self, provider: ProviderRuntime, target: RouteTarget) -> None:
         x = self.x
