@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _extensions() -> list[Callable[[Any], None]]:
     """Sub-commands that live with their subsystem (serve, usage); imported here so that
     `tollgate check` does not load the server."""
-    from .server.cli import add_commands as serve_commands
+    from .serve.command import add_commands as serve_commands
     from .usage.cli import add_commands as usage_commands
 
     return [serve_commands, usage_commands]

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.server import connections
-from gateway.server.connections import granian_options, plan_connections
+from gateway.serve import connections
+from gateway.serve.connections import granian_options, plan_connections
 from gateway.settings import ServeSettings
 from tests.gateway_process import GatewayProcess
 from tests.intake_support import (
