@@ -1,7 +1,7 @@
 """Admission of a client request, before any upstream is called: authenticate, then read,
 decode the fields the gateway needs, check the key's model allow-list, evaluate the rules,
 resolve the route. Shared by every client format (OpenAI here; Anthropic and Gemini natively).
-"""
+(docs/architecture.md, "The request path", step 5)"""
 
 from __future__ import annotations
 

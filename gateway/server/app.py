@@ -1,5 +1,6 @@
 """The RSGI application: per-worker start and stop; every request goes through the route table
-(routes.py) into the one envelope (envelope.py)."""
+(routes.py) into the one envelope (envelope.py).
+(docs/architecture.md, "The request path", step 1)"""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ A `send` answers with its result, or raises:
 - `AttemptFailed`: this upstream failed (a breaker failure; try the next candidate), or, with
   `final`, failed in a way no other candidate may retry (the request may have run);
 - `GatewayError`: the upstream answered and the request itself is refused (no retry).
-"""
+(docs/architecture.md, "The request path", step 7)"""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ What the client gets is what the usage row says: a whole answer that is cut, or 
 API's JSON, becomes a 502 in the client's shape (raised here, answered at the error boundary);
 a stream cut after its first bytes ends with an error event in the client's format. Every byte
 passes the snapshot's redactor (an upstream may echo the credentials it was sent).
-"""
+(docs/architecture.md, "The request path", step 8)"""
 
 from __future__ import annotations
 

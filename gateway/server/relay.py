@@ -4,7 +4,7 @@ goes to `deliver`. `relay_endpoint` is the envelope's entry for a relayed endpoi
 
 Per request: one msgspec decode of the fields the gateway needs (admission.py), a memoized rule
 decision, a weighted choice of upstream, and the upstream's bytes streamed straight back.
-"""
+(docs/architecture.md, "The request path", step 7)"""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 
 Exact paths are looked up by (method, path); paths that carry a model or a task id (Gemini's
 `/v1beta/models/{model}:{verb}`, `/v1/models/{id}`, `/mj/task/{id}/fetch`) are matched after.
-"""
+(docs/architecture.md, "The request path", step 2)"""
 
 from __future__ import annotations
 
