@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("providers",),  # wire types, translators, codec table, transport, adapters
     ("billing",),  # prices, limits, the limiter
     ("usage",),  # the ledger: spool, owner, DuckDB store
+    ("midjourney",),  # Midjourney's task store and action prices (its front door: server/midjourney/)
     ("server",),  # the RSGI app: routes, the envelope, the attempt engine, Midjourney's front door
     ("commands", "serve"),  # `tollgate check/explain/...`; `tollgate serve` (process start-up)
     ("cli",),

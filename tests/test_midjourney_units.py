@@ -13,15 +13,15 @@ import pytest
 
 from gateway.config.snapshot import PriceRuntime
 from gateway.config.types import Price
-from gateway.providers.wire import midjourney as wire
-from gateway.server.midjourney.actions import (
+from gateway.midjourney.actions import (
     BadAction,
     action_cost,
     change_action,
     custom_id_action,
     parse_simple_change,
 )
-from gateway.server.midjourney.tasks import TaskRow, TaskStore
+from gateway.midjourney.tasks import TaskRow, TaskStore
+from gateway.providers.wire import midjourney as wire
 
 
 @pytest.mark.parametrize(("custom_id", "action"), [

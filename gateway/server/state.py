@@ -9,6 +9,7 @@ from typing import Protocol
 from ..billing.limits import Limiter, NoLimits
 from ..config.reload import PolicyStore
 from ..config.snapshot import ProviderRuntime
+from ..midjourney.tasks import MjRuntime
 from ..providers.keyring import KeyRing
 from ..providers.transport.base import UpstreamClient
 from ..routing.breaker import Breakers
@@ -16,7 +17,6 @@ from ..routing.select import RoundRobin
 from ..settings import ServeSettings
 from ..usage.record import UsageRecord
 from .disconnect import Watches
-from .midjourney.tasks import MjRuntime
 
 log = logging.getLogger("tollgate")
 

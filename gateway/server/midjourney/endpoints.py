@@ -19,6 +19,7 @@ from urllib.parse import unquote
 import msgspec
 
 from ...errors import InvalidRequest, UpstreamError
+from ...midjourney.tasks import MjRuntime, TaskRow
 from ...providers.wire import midjourney as wire
 from ...providers.wire.head import TOO_DEEP
 from ..attempts import AttemptFailed
@@ -29,7 +30,6 @@ from ..state import WorkerState
 from .poller import refresh, view
 from .runtime import call_upstream, mj_key, owned_task, runtime, snippet
 from .submit import submit_endpoint
-from .tasks import MjRuntime, TaskRow
 
 SUBMITS = ("imagine", "action", "change", "simple-change", "blend", "describe", "modal", "shorten")
 PREFIXES: tuple[tuple[str, str | None], ...] = (

@@ -8,15 +8,15 @@ from typing import TypeVar
 import msgspec
 
 from ...errors import InvalidRequest
-from ...providers.wire import midjourney as wire
-from ...providers.wire.head import TOO_DEEP
-from .actions import (
+from ...midjourney.actions import (
     BadAction,
     change_action,
     custom_id_action,
     endpoint_action,
     parse_simple_change,
 )
+from ...providers.wire import midjourney as wire
+from ...providers.wire.head import TOO_DEEP
 
 S = TypeVar("S")
 

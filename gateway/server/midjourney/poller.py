@@ -17,12 +17,12 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from ...errors import GatewayError
+from ...midjourney.tasks import MjRuntime, TaskRow
 from ...providers.wire import midjourney as wire
 from ...usage.record import UsageRecord
 from ..attempts import AttemptFailed
 from ..state import WorkerState
 from .runtime import call_upstream, runtime
-from .tasks import MjRuntime, TaskRow
 
 log = logging.getLogger("tollgate.midjourney")
 

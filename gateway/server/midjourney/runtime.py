@@ -7,6 +7,7 @@ import logging
 
 from ...config.snapshot import KeyRuntime, ProviderRuntime, RouteTarget, Snapshot
 from ...errors import NotFound
+from ...midjourney.tasks import MjRuntime, TaskRow, TaskStore
 from ...providers.adapters.base import UpstreamCall
 from ...providers.adapters.registry import adapter_for
 from ...providers.transport.base import UpstreamConnectError, UpstreamMaybeSent, UpstreamTimeout
@@ -16,7 +17,6 @@ from ..auth import authenticate, presented_key
 from ..http import JSON, client_ip
 from ..rsgi import Scope
 from ..state import WorkerState
-from .tasks import MjRuntime, TaskRow, TaskStore
 
 log = logging.getLogger("tollgate.midjourney")
 

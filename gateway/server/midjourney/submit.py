@@ -20,6 +20,8 @@ import msgspec
 from ...config.snapshot import KeyRuntime, ProviderRuntime, RouteTarget, Snapshot
 from ...core.usage import TokenUsage
 from ...errors import GatewayError, UpstreamError
+from ...midjourney.actions import MODAL_OPENERS, action_cost, task_action_name
+from ...midjourney.tasks import MjRuntime, TaskRow
 from ...providers.wire import midjourney as wire
 from ...providers.wire.head import Head
 from ...routing.select import candidates
@@ -30,10 +32,8 @@ from ..envelope import Call, Endpoint
 from ..exchange import Exchange
 from ..http import json_body, send_json
 from ..state import WorkerState
-from .actions import MODAL_OPENERS, action_cost, task_action_name
 from .parse import Submit, parse
 from .runtime import deliver_once, mj_secret, owned_task, runtime, snippet
-from .tasks import MjRuntime, TaskRow
 
 log = logging.getLogger("tollgate.midjourney")
 DEFAULT_MODEL = "midjourney"  # the model (or alias) new Midjourney tasks are routed as

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 
-from ...config.snapshot import PriceRuntime
+from ..config.snapshot import PriceRuntime
 
 # Opening a modal costs nothing by default: the `modal` submit that completes it is billed.
 MODAL_OPENERS = frozenset({"mj_custom_zoom", "mj_inpaint"})
