@@ -116,11 +116,11 @@ def test_a_client_gone_mid_upload_is_recorded_as_499(gw: GatewayProcess) -> None
         time.sleep(0.2)
         sock.close()  # nothing more: 991 bytes short
     endpoints = ("embeddings", "messages", "embedContent", "mj/submit/imagine")
-    sql = ('SELECT endpoint, status, error_type, key_id FROM usage WHERE status = 499 AND endpoint IN '
+    sql = ('SELECT endpoint, status, error_type, key_id, cancelled FROM usage WHERE status = 499 AND endpoint IN '
            f"({', '.join(repr(e) for e in endpoints)})")
     rows = gw.usage_rows(sql, until=lambda rows: len(rows) == len(endpoints))
     assert sorted(rows, key=lambda r: r["endpoint"]) == [
-        {"endpoint": e, "status": 499, "error_type": "client_disconnected", "key_id": "client"}
+        {"endpoint": e, "status": 499, "error_type": "client_disconnected", "key_id": "client", "cancelled": True}
         for e in sorted(endpoints)
     ]
 

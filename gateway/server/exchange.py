@@ -67,6 +67,7 @@ class Exchange:
     def fail(self, err: GatewayError) -> None:
         self.status = err.status
         self.error_type = err.code or err.type
+        self.cancelled = self.cancelled or err.status == 499  # the client went away (e.g. mid-upload)
 
     def elapsed(self) -> float:
         """Seconds since the request arrived."""
