@@ -16,19 +16,13 @@ import pytest
 from tests.conftest import key_hash
 from tests.fakes.midjourney_proxy import FakeMidjourneyProxy
 from tests.gateway_process import ROOT, GatewayProcess
-from tests.mj_support import MJ_ADMIN, MJ_KEYS, start_proxies, write_mj_bundle
+from tests.mj_support import MJ_ADMIN, MJ_KEYS, write_mj_bundle
+from tests.test_midjourney import proxies
 
 Proxies = tuple[FakeMidjourneyProxy, FakeMidjourneyProxy]
+__all__ = ["proxies"]  # the two fake proxies, shared with test_midjourney.py
 ALICE = MJ_KEYS["alice"]
 UPSTREAM_SECRET = "sk-ups-very-secret-4242"
-
-
-@pytest.fixture(scope="module")
-def proxies() -> Iterator[Proxies]:
-    a, b = start_proxies()
-    yield a, b
-    a.stop()
-    b.stop()
 
 
 @pytest.fixture(scope="module")
