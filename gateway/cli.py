@@ -23,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not fail on unset ${ENV} variables (CI without provider secrets)",
     )
+    check.add_argument(
+        "--env-file", metavar="PATH", help="NAME=value file merged over the environment ${VAR} reads"
+    )
     check.set_defaults(func=commands.check)
 
     keys = sub.add_parser("keys", help="client keys").add_subparsers(dest="keys_command", required=True)

@@ -21,7 +21,7 @@ from .policy.rules import RuleFailed
 
 def check(args: argparse.Namespace) -> int:
     try:
-        snap = load_snapshot(args.directory, allow_missing_env=args.allow_missing_env)
+        snap = load_snapshot(args.directory, allow_missing_env=args.allow_missing_env, env_file=args.env_file)
     except BundleError as exc:
         if args.format == "json":
             print(

@@ -16,6 +16,7 @@ from pydantic_settings import (
 )
 
 CONFIG_ENV = "TOLLGATE_CONFIG"  # path of an optional settings file (TOML)
+ENV_FILE_ENV = "TOLLGATE_ENV_FILE"  # the `env_file` setting, as workers and the bundle loader read it
 
 
 class ServeSettings(BaseSettings):
@@ -71,8 +72,11 @@ class ServeSettings(BaseSettings):
     # (`<dir>/node=<node_id>/date=<YYYY-MM-DD>/*.parquet`), at most one file a partition per interval.
     usage_parquet_dir: Path | None = None
     usage_parquet_interval_s: float = Field(default=60.0, ge=0)
+    # Optional `NAME=value` file merged over the environment that `${VAR}` reads in the bundle;
+    # read again on every reload, so a rotated provider key needs no restart.
+    env_file: Path | None = None
 
-    @field_validator("usage_parquet_dir", mode="before")
+    @field_validator("usage_parquet_dir", "env_file", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -16,7 +16,15 @@ from msgspec import structs
 from ..policy.cel import PRICE_VARIABLES, RULE_VARIABLES, CelCompileError, compile_expr
 from ..policy.rules import CompiledRule, RuleSet
 from ..redact import Redactor, is_secret_header
-from .envsubst import BadReference, MissingEnv, has_missing, interpolate, referenced_values
+from .envsubst import (
+    BadReference,
+    MissingEnv,
+    MissingFile,
+    has_missing,
+    interpolate,
+    read_secret_file,
+    referenced_values,
+)
 from .headers import check_headers
 from .keys import KeyCompiler
 from .load import Loc, Located, RawBundle
@@ -41,6 +49,7 @@ class Compiler:
         self.groups: dict[str, GroupRuntime] = {}
         self.secrets: set[str] = set()  # masked in everything the gateway sends: gateway/redact.py
         self.env_values: set[str] = set()  # also masked in bundle problems, whatever field they are in
+        self.files_read: dict[str, str | MissingFile] = {}  # `${file:...}`: read once per compile
 
     def error(self, loc: Loc, message: str, *sub: str | int) -> None:
         self.problems.append(self.raw.problem(loc, message, *sub))
@@ -57,7 +66,10 @@ class Compiler:
         self.check_pricing(prices)
         if self.problems:  # a message may quote a value that came from the environment
             quiet = Redactor(self.secrets | self.env_values)
-            raise BundleError([structs.replace(p, message=quiet.text(p.message)) for p in self.problems])
+            raise BundleError(
+                [structs.replace(p, message=quiet.text(p.message)) for p in self.problems],
+                sources=sorted(self.files_read),
+            )
         redactor = Redactor(self.secrets)
         return Snapshot(
             revision=revision,
@@ -74,6 +86,7 @@ class Compiler:
             rules=rules,
             warnings=tuple(redactor.text(str(w)) for w in self.warnings),
             redactor=redactor,
+            sources=tuple(sorted(self.files_read)),
         )
 
     # settings -------------------------------------------------------------------------------
@@ -111,7 +124,7 @@ class Compiler:
         elif (
             base_url
             and not base_url.startswith(("http://", "https://"))
-            and not (self.allow_missing_env and has_missing(spec.base_url, self.env))
+            and not (self.allow_missing_env and has_missing(spec.base_url, self.env, self.read_file))
         ):
             self.error(loc, f'base_url "{spec.base_url}" must start with http:// or https://', "base_url")
         if kind not in KEYLESS_KINDS and not spec.api_keys:
@@ -130,11 +143,24 @@ class Compiler:
             spec=spec,
         )
 
+    def read_file(self, path: str) -> str:
+        """A `${file:...}` reference's content, read once per compile (every reload reads
+        again: a rotated secret file takes effect with the next reload)."""
+        if path not in self.files_read:
+            try:
+                self.files_read[path] = read_secret_file(path)
+            except MissingFile as exc:
+                self.files_read[path] = exc
+        found = self.files_read[path]
+        if isinstance(found, MissingFile):
+            raise found.with_traceback(None)
+        return found
+
     def interpolate(self, text: str, loc: Loc, *sub: str | int) -> str:
-        self.env_values.update(referenced_values(text, self.env))
+        self.env_values.update(referenced_values(text, self.env, self.read_file))
         try:
-            return interpolate(text, self.env, allow_missing=self.allow_missing_env)
-        except (MissingEnv, BadReference) as exc:
+            return interpolate(text, self.env, allow_missing=self.allow_missing_env, read_file=self.read_file)
+        except (MissingEnv, MissingFile, BadReference) as exc:
             self.error(loc, str(exc), *sub)
             return ""
 

@@ -40,6 +40,7 @@ class Problem(msgspec.Struct, frozen=True):
 class BundleError(Exception):
     """A bundle that must not take effect; carries every problem found."""
 
-    def __init__(self, problems: Sequence[Problem]) -> None:
+    def __init__(self, problems: Sequence[Problem], sources: Sequence[str] = ()) -> None:
         self.problems = list(problems)
+        self.sources = tuple(sources)  # files outside the bundle it read (see Snapshot.sources)
         super().__init__("\n".join(str(p) for p in self.problems))

@@ -52,6 +52,8 @@ class PolicyStore:
         self._loader = loader
         self._last_good_dir = last_good_dir
         self._task: asyncio.Task[None] | None = None
+        # Files outside the bundle that the last load read (`${file:...}`, the env file): watched too.
+        self.sources: tuple[str, ...] = snapshot.sources
         self._stop = asyncio.Event()
 
     @classmethod
@@ -82,12 +84,14 @@ class PolicyStore:
         try:
             snapshot = self._loader(self.directory)
         except BundleError as exc:
+            self.sources = exc.sources or self.current.sources
             self._record_error(exc)
             return False
         except Exception as exc:  # a loader bug must not kill the watcher
             self._record_error(BundleError([Problem(str(self.directory), None, "", repr(exc))]))
             return False
         self.current = snapshot  # atomic: readers hold the old object until they finish
+        self.sources = snapshot.sources
         self.reloads += 1
         if self.last_error:
             log.info("policy bundle fixed; now serving revision %s", snapshot.revision)
@@ -123,15 +127,25 @@ class PolicyStore:
                 await self._task
 
     async def _watch(self, debounce_ms: int) -> None:
-        async for _changes in watchfiles.awatch(
-            self.directory,
-            debounce=debounce_ms,
-            step=50,
-            stop_event=self._stop,
-            watch_filter=_bundle_filter,
-            recursive=True,
-        ):
-            await asyncio.to_thread(self.reload)
+        """Watch the bundle directory, and the directories of the files it reads from outside
+        (secrets, the env file); when a reload changes that set, watch the new one."""
+        while not self._stop.is_set():
+            sources = self.sources
+            watched = _source_dirs(self.directory, sources)
+            async for _changes in watchfiles.awatch(
+                self.directory,
+                *watched,
+                debounce=debounce_ms,
+                step=50,
+                stop_event=self._stop,
+                watch_filter=_Filter(sources),
+                recursive=True,
+            ):
+                await asyncio.to_thread(self.reload)
+                if _source_dirs(self.directory, self.sources) != watched or self.sources != sources:
+                    break
+            else:
+                return
 
 
 def keep_copy(bundle: Path, last_good: Path, revision: str) -> None:
@@ -211,6 +225,30 @@ def _sweep_leftovers(last_good: Path) -> None:
 def _log_warnings(snapshot: Snapshot) -> None:
     for warning in snapshot.warnings:  # e.g. unpriced models under lenient pricing
         log.warning("policy %s: %s", snapshot.revision, warning)
+
+
+def _source_dirs(bundle: Path, sources: tuple[str, ...]) -> list[Path]:
+    """The existing directories of `sources` that the bundle watch does not cover already."""
+    dirs = {Path(s).parent for s in sources}
+    root = bundle.resolve()
+    return sorted(d for d in dirs if d.is_dir() and not d.resolve().is_relative_to(root))
+
+
+class _Filter:
+    """Bundle files (`_bundle_filter`), and the files the bundle reads from outside it. A
+    Kubernetes secret volume updates its files by swapping a `..data` symlink in the same
+    directory: those `..` entries count as a change of the secrets beside them."""
+
+    def __init__(self, sources: tuple[str, ...]) -> None:
+        self.sources = frozenset(sources)
+        self.dirs = frozenset(str(Path(s).parent) for s in sources)
+
+    def __call__(self, change: watchfiles.Change, path: str) -> bool:
+        if path in self.sources:
+            return True
+        if Path(path).name.startswith("..") and str(Path(path).parent) in self.dirs:
+            return True
+        return _bundle_filter(change, path)
 
 
 def _bundle_filter(change: watchfiles.Change, path: str) -> bool:

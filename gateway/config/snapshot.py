@@ -147,6 +147,9 @@ class Snapshot:
     rules: RuleSet
     warnings: tuple[str, ...] = field(default=())
     redactor: Redactor = NOTHING  # every configured secret, masked in what leaves the gateway
+    # Files outside the bundle it was compiled from (`${file:...}` secrets, the env file): a
+    # change to one of them reloads the bundle too (config/reload.py).
+    sources: tuple[str, ...] = ()
 
     def key_for(self, secret: str) -> KeyRuntime | None:
         # Lookup by SHA-256 digest: timing depends on the digest, not on the secret's prefix.

@@ -29,6 +29,8 @@ def add_commands(sub: Any) -> None:
     serve.add_argument("--workers", type=int)
     serve.add_argument("--policies", help="policy bundle directory (default: policies)")
     serve.add_argument("--data-dir", help="usage ledger and state (default: data)")
+    serve.add_argument("--env-file", metavar="PATH",
+                       help="NAME=value file over the environment ${VAR} reads; re-read on reload")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--transport", choices=["h1", "aiohttp", "httpx-aiohttp", "httpx"])
     serve.add_argument("--no-ledger", action="store_true", help="do not record usage")
@@ -62,6 +64,7 @@ def serve_command(args: argparse.Namespace) -> int:
             "workers": args.workers,
             "policies": args.policies,
             "data_dir": args.data_dir,
+            "env_file": args.env_file,
             "log_level": args.log_level,
             "transport": args.transport,
             "ledger": False if args.no_ledger else None,
@@ -85,7 +88,7 @@ def serve_command(args: argparse.Namespace) -> int:
         print(f"cannot start: invalid settings: {problems}", file=sys.stderr)
         return 2
     try:
-        snapshot = load_snapshot(settings.policies)
+        snapshot = load_snapshot(settings.policies, env_file=settings.env_file)
     except BundleError as exc:
         print(f"cannot start: the policy bundle is invalid\n{exc}", file=sys.stderr)
         return 1
