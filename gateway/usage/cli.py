@@ -17,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .client import LedgerUnavailable, call
+from .lock import socket_path
 from .schema import DDL
 
 REPORT_KEYS = {
@@ -28,6 +29,8 @@ REPORT_KEYS = {
     "hour": "date_trunc('hour', {local})",
     "node": "node",  # --parquet only
 }
+LEDGER_FILE = "usage.duckdb"
+DATA_DIR_HELP = "the gateway data directory (default as for serve: TOLLGATE_DATA_DIR, --config, data)"
 UTC_CLOCK = "make_timestamp(epoch_us(started_at))"  # no time-zone lookup per row
 
 
@@ -36,7 +39,8 @@ def add_commands(sub: Any) -> None:
         dest="usage_command", required=True
     )
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data-dir", default=os.environ.get("TOLLGATE_DATA_DIR", "data"))
+    common.add_argument("--data-dir", help=DATA_DIR_HELP)
+    common.add_argument("--config", help="settings file (TOML) of `tollgate serve`: its data_dir")
     common.add_argument("--format", choices=["table", "csv", "json"], default="table")
     common.add_argument(
         "--parquet",
@@ -57,7 +61,8 @@ def add_commands(sub: Any) -> None:
     report.set_defaults(func=report_command)
 
     export = usage.add_parser("export", help="write the ledger to Parquet or CSV")
-    export.add_argument("--data-dir", default=os.environ.get("TOLLGATE_DATA_DIR", "data"))
+    export.add_argument("--data-dir", help=DATA_DIR_HELP)
+    export.add_argument("--config", help="settings file (TOML) of `tollgate serve`: its data_dir")
     export.add_argument("--format", choices=["parquet", "csv"], default="parquet")
     export.add_argument("--out", required=True)
     export.add_argument("--sql", help="export the result of this query instead of the whole table")
@@ -73,9 +78,36 @@ def add_commands(sub: Any) -> None:
     schema.set_defaults(func=schema_command)
 
 
-def _run(data_dir: str, request: dict[str, Any]) -> dict[str, Any] | None:
+def ledger_dir(args: argparse.Namespace) -> Path | None:
+    """The data directory `tollgate serve` would use (`--data-dir`, else `TOLLGATE_DATA_DIR`,
+    else the settings file's `data_dir` (`--config` or `TOLLGATE_CONFIG`), else `data`), if a
+    ledger is there: never create an empty one that would answer 0 rows."""
+    if args.data_dir:
+        data_dir = Path(args.data_dir)
+    else:
+        from pydantic import ValidationError
+
+        from ..settings import CONFIG_ENV, ServeSettings
+
+        if args.config:
+            os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
+        try:
+            data_dir = ServeSettings().data_dir
+        except (ValidationError, OSError) as exc:
+            print(f"error: cannot read the gateway settings: {exc}", file=sys.stderr)
+            return None
+    if not (data_dir / LEDGER_FILE).exists() and not os.path.exists(socket_path(data_dir)):
+        print(f"no ledger at {data_dir.absolute() / LEDGER_FILE} (start the gateway, or pass --data-dir)",
+              file=sys.stderr)
+        return None
+    return data_dir
+
+
+def _run(data_dir: Path | None, request: dict[str, Any]) -> dict[str, Any] | None:
+    if data_dir is None:
+        return None
     try:
-        answer = call(Path(data_dir), request)
+        answer = call(data_dir, request)
     except LedgerUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None
@@ -87,7 +119,7 @@ def _run(data_dir: str, request: dict[str, Any]) -> dict[str, Any] | None:
 
 def _query(args: argparse.Namespace, sql: str) -> dict[str, Any] | None:
     if args.parquet is None:
-        return _run(args.data_dir, {"op": "query", "sql": sql})
+        return _run(ledger_dir(args), {"op": "query", "sql": sql})
     from .readonly_query import ParquetLedger, QueryError
 
     try:
@@ -151,7 +183,7 @@ def report_command(args: argparse.Namespace) -> int:
 
 def export_command(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
-    answer = _run(args.data_dir, {"op": "export", "out": str(out), "format": args.format, "sql": args.sql})
+    answer = _run(ledger_dir(args), {"op": "export", "out": str(out), "format": args.format, "sql": args.sql})
     if answer is None:
         return 1
     print(f"wrote {answer['rows']} rows to {out}")
