@@ -36,12 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import duckdb
-
 from .claim import NodeClaim
 from .schema import COLUMNS
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # DuckDB itself is imported by the store that hands us its connection
+    import duckdb
+
     from ..settings import ServeSettings
 
 log = logging.getLogger("tollgate.usage")
@@ -148,6 +148,8 @@ class ParquetExporter:
         of files written. Failures (a shared mount away) are logged; the rows stay queued."""
         if self.sink is None or self.claim is None:
             return 0
+        import duckdb  # loaded already: the connection is DuckDB's
+
         due = force or time.monotonic() - self._last_export >= self.sink.interval_s
         try:
             # resolved, as allowed_directories has it
