@@ -78,14 +78,12 @@ def smaps(pid: int) -> tuple[int, int, int]:
 
 
 def role(pid: int, root: int) -> str:
-    cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
     if pid == root:
         return "supervisor (tollgate serve)"
-    if "gateway.usage.ingester" in cmd:
+    if argv[1:3] == ["-m", "gateway.usage.ingester"]:
         return "ledger owner (ingester)"
-    if "multiprocessing" in cmd or "tollgate" in cmd or "granian" in cmd:
-        return "granian worker"
-    return cmd[:40]
+    return "granian worker"  # forked from the supervisor: the same command line
 
 
 @contextlib.contextmanager

@@ -1,14 +1,14 @@
-"""`tollgate serve`: check the bundle, then run granian's RSGI workers on `gateway.server.app`."""
+"""`tollgate serve`: check the settings and the bundle, then hand over (exec) to run.py, which
+starts the ledger owner and runs granian's RSGI workers on `gateway.server.app`."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import dataclasses
+import json
 import os
 import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,6 @@ from pydantic import ValidationError
 from ..billing.setup import redis_url_problem, workers_problem
 from ..config import BundleError, load_snapshot
 from ..settings import CONFIG_ENV, ServeSettings
-from ..usage.lock import socket_path
 from .connections import granian_options, plan_connections
 
 
@@ -104,16 +103,34 @@ def serve_command(args: argparse.Namespace) -> int:
         f"http://{settings.host}:{settings.port} with {settings.workers} worker(s)",
         file=sys.stderr,
     )
-    ingester = start_ingester(settings) if settings.ledger else None
-    try:
-        run_granian(settings)
-    finally:
-        if ingester is not None:
-            ingester.terminate()  # it loads what the workers spooled last, then exits
-            try:
-                ingester.wait(30)
-            except subprocess.TimeoutExpired:
-                ingester.kill()
+    plan = plan_connections(settings)  # raises the descriptor limit: inherited through exec
+    if plan.warning:
+        print(plan.warning, file=sys.stderr)
+    options = granian_options(settings, plan)
+    options["http1_settings"] = dataclasses.asdict(options["http1_settings"])
+    run_plan = {
+        "data_dir": str(settings.data_dir),
+        "ingester": ingester_command(settings) if settings.ledger else None,
+        "granian": {
+            "address": settings.host,
+            "port": settings.port,
+            "workers": settings.workers,
+            "log_level": settings.log_level,
+            "workers_kill_timeout": int(settings.shutdown_grace_s),
+            **options,
+        },
+    }
+    # The rest runs in a fresh interpreter with this pid (run.py): what was loaded to check the
+    # settings and the bundle is not kept, nor inherited by the workers granian forks from it.
+    # The plan goes through a pipe (small: it fits the pipe's buffer), not the command line, which
+    # `ps` shows and which the workers forked from run.py share.
+    read_end, write_end = os.pipe()
+    os.write(write_end, json.dumps(run_plan).encode())
+    os.close(write_end)
+    os.set_inheritable(read_end, True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "gateway.serve.run", str(read_end)])
     return 0
 
 
@@ -134,8 +151,8 @@ def listen_problem(host: str, port: int) -> str | None:
     return None
 
 
-def start_ingester(settings: ServeSettings) -> subprocess.Popen[bytes] | None:
-    """The usage ledger's owner runs in its own process, so that workers never load DuckDB."""
+def ingester_command(settings: ServeSettings) -> list[str]:
+    """The usage ledger's owner (usage/ingester.py), started by run.py next to the workers."""
     cmd = [
         sys.executable,
         "-m",
@@ -147,44 +164,4 @@ def start_ingester(settings: ServeSettings) -> subprocess.Popen[bytes] | None:
         "--interval",
         str(settings.ledger_interval_s),
     ]
-    proc = subprocess.Popen(cmd)
-    path = socket_path(settings.data_dir)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and proc.poll() is None:
-        with socket.socket(socket.AF_UNIX) as probe, contextlib.suppress(OSError):
-            probe.connect(path)
-            return proc
-        time.sleep(0.05)
-    # Not fatal: a worker takes the ledger over when nobody holds it.
-    print("tollgate: the usage ingester did not start; a worker will own the ledger", file=sys.stderr)
-    return proc if proc.poll() is None else None
-
-
-def run_granian(settings: ServeSettings) -> None:
-    from granian import Granian
-    from granian.constants import HTTPModes, Interfaces, Loops
-    from granian.log import LogLevels
-
-    try:
-        import uvloop  # noqa: F401
-
-        loop = Loops.uvloop
-    except ImportError:
-        loop = Loops.asyncio
-    plan = plan_connections(settings)
-    if plan.warning:
-        print(plan.warning, file=sys.stderr)
-    Granian(
-        "gateway.server.app:app",
-        address=settings.host,
-        port=settings.port,
-        interface=Interfaces.RSGI,
-        http=HTTPModes.http1,  # clients and SDKs speak HTTP/1.1; skips protocol detection
-        websockets=False,
-        workers=settings.workers,
-        loop=loop,
-        log_level=LogLevels(settings.log_level),
-        respawn_failed_workers=True,
-        workers_kill_timeout=int(settings.shutdown_grace_s),
-        **granian_options(settings, plan),
-    ).serve()
+    return cmd
