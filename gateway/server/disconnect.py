@@ -20,7 +20,7 @@ class DisconnectWatch:
 
     def __init__(self, proto: Proto, watches: Watches) -> None:
         self._proto = proto
-        self._task = asyncio.current_task()
+        self._task = current_task(watches.loop)
         self._future: asyncio.Future[Any] | None = None
         self._watches = watches
         self.t0 = time.monotonic()
@@ -52,14 +52,23 @@ class Watches:
     def __init__(self, delay: float = 0.05) -> None:
         self.delay = delay
         self.inflight: dict[int, DisconnectWatch] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None  # the sweeper's
 
     def watch(self, proto: Proto) -> DisconnectWatch:
         return DisconnectWatch(proto, self)
 
     async def sweep(self) -> None:
+        self.loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.delay)
             due = time.monotonic() - self.delay
             for watch in list(self.inflight.values()):
                 if watch.t0 <= due:
                     watch.start()
+
+
+def current_task(loop: asyncio.AbstractEventLoop | None) -> asyncio.Task[Any] | None:
+    """The running task, found through a known loop when there is one: `asyncio.current_task()`
+    asks for the running loop, which on Python 3.11 is a getpid() system call (3 a request)."""
+    task = asyncio.current_task(loop) if loop is not None else None
+    return task if task is not None else asyncio.current_task()

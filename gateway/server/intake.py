@@ -28,6 +28,7 @@ from granian._granian import RSGIProtocolError as ProtocolError
 from ..config.snapshot import KeyRuntime, Snapshot
 from ..errors import BodyTooLarge, ClientError, InvalidRequest
 from .auth import check_ip, identify
+from .disconnect import current_task
 from .exchange import Exchange
 from .rsgi import Proto, Scope
 
@@ -111,9 +112,9 @@ class _Deadlines:
         self._sweeper: asyncio.Task[None] | None = None
 
     def start(self, timeout: float) -> _Read:
-        task = asyncio.current_task()
-        assert task is not None
         sweeper = self._sweeper
+        task = current_task(sweeper.get_loop() if sweeper is not None else None)
+        assert task is not None
         if sweeper is None or sweeper.done() or sweeper.get_loop() is not task.get_loop():
             self._sweeper = task.get_loop().create_task(self._sweep(), name="body-deadlines")
         read = _Read(task, time.monotonic() + timeout)

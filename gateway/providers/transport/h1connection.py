@@ -57,6 +57,7 @@ class Pool(Protocol):
 
 class Connection(asyncio.Protocol):
     def __init__(self, pool: Pool) -> None:
+        self.loop = asyncio.get_running_loop()  # once per connection: the call costs a getpid()
         self.pool = pool
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
@@ -135,7 +136,7 @@ class H1Response:
     """The protocol the relay reads: status, headers, read() / chunks(), aclose()."""
 
     def __init__(self, conn: Connection, timeouts: Timeouts) -> None:
-        self.loop = asyncio.get_running_loop()
+        self.loop = conn.loop
         self.conn = conn
         self.status = 0
         self.raw_headers = _Headers()
