@@ -104,7 +104,8 @@ def redis_server() -> Iterator[str]:
         proc.wait(10)
 
 
-def measure(workers: int, idle: float, redis_url: str | None) -> tuple[float, list[Mem]]:
+def measure(workers: int, idle: float, redis_url: str | None, request_first: bool = True) -> tuple[float, list[Mem]]:
+    """`request_first=False`: no chat request (the ledger stays empty); the time is to /readyz."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="tg-mem-") as data:
         argv = [str(TOLLGATE), "serve", "--policies", str(ROOT / "policies"), "--data-dir", data,
@@ -123,7 +124,8 @@ def measure(workers: int, idle: float, redis_url: str | None) -> tuple[float, li
                 if proc.poll() is not None:
                     raise RuntimeError(f"tollgate serve exited:\n{log.read_text(errors='replace')}")
                 with contextlib.suppress(OSError, http.client.HTTPException):
-                    if request(port, "POST", "/v1/chat/completions", BODY) == 200:
+                    if (request(port, "POST", "/v1/chat/completions", BODY) if request_first
+                            else request(port, "GET", "/readyz")) == 200:
                         first = time.perf_counter() - started
                         break
                 time.sleep(0.01)
@@ -156,6 +158,8 @@ def main() -> int:
     parser.add_argument("--workers", default="1,2", help="worker counts to measure, in order")
     parser.add_argument("--idle", type=float, default=5.0, help="seconds idle before reading memory")
     parser.add_argument("--reps", type=int, default=1, help="start-ups per worker count (median time)")
+    parser.add_argument("--no-request", action="store_true",
+                        help="send no chat request: memory with an empty ledger, time to /readyz")
     args = parser.parse_args()
     for workers in (int(w) for w in args.workers.split(",")):
         times = []
@@ -163,10 +167,11 @@ def main() -> int:
         with contextlib.ExitStack() as stack:
             redis_url = stack.enter_context(redis_server()) if workers > 1 else None
             for _ in range(args.reps):
-                first, mems = measure(workers, args.idle, redis_url)
+                first, mems = measure(workers, args.idle, redis_url, not args.no_request)
                 times.append(first)
         spread = f" (min {min(times):.2f}, max {max(times):.2f} s)" if len(times) > 1 else ""
-        print(f"\n--workers {workers}: first answered request {statistics.median(times):.2f} s after start{spread}")
+        what = "/readyz (no chat request sent)" if args.no_request else "first answered request"
+        print(f"\n--workers {workers}: {what} {statistics.median(times):.2f} s after start{spread}")
         print(f"{'process':<30} {'pid':>7} {'RSS MB':>8} {'PSS MB':>8} {'private MB':>11}")
         for m in mems:
             print(f"{m.role:<30} {m.pid:>7} {m.rss / MB:>8.1f} {m.pss / MB:>8.1f} {m.private / MB:>11.1f}")

@@ -164,4 +164,6 @@ def ingester_command(settings: ServeSettings) -> list[str]:
         "--interval",
         str(settings.ledger_interval_s),
     ]
+    if settings.usage_parquet_dir is None:
+        cmd.append("--no-parquet")  # read here already: the owner need not load the settings again
     return cmd

@@ -4,10 +4,16 @@ Workers then only append to their spool (no DuckDB in their memory); if this pro
 worker takes the ingest lock over (see Ledger), so no usage waits for a restart.
 
     python -m gateway.usage.ingester --data-dir DIR --policies DIR [--node-id ID --parquet-dir DIR]
+                                     [--no-parquet]
 
 The Parquet sink (see parquet.py) comes from the flags, else from the process settings
 (`TOLLGATE_USAGE_PARQUET_DIR`, `TOLLGATE_NODE_ID`, `TOLLGATE_USAGE_PARQUET_INTERVAL_S`), which
-`tollgate serve` passes down in the environment.
+`tollgate serve` passes down in the environment; with `--no-parquet` (what `tollgate serve`
+passes when its settings name no Parquet directory) none, and the settings are not loaded.
+
+What it loads: at start only the lock, the socket and the spool reader (no DuckDB, no pydantic,
+no bundle compiler); DuckDB and the bundle (for `retention_days`) when there is a row to ingest
+or a query to answer (owner.py).
 """
 
 from __future__ import annotations
@@ -22,7 +28,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from ..config import BundleError, load_snapshot
 from .lock import try_lock
 from .owner import Owner
 from .parquet import ParquetSink, sink_from_settings
@@ -32,6 +37,8 @@ log = logging.getLogger("tollgate.usage")
 
 def retention_reader(policies: Path) -> Callable[[], int | None]:
     def read() -> int | None:
+        from ..config import BundleError, load_snapshot  # when the ledger file is opened, not at start
+
         try:
             return load_snapshot(policies, allow_missing_env=True).settings.usage.retention_days
         except BundleError:
@@ -73,7 +80,16 @@ def main() -> int:
     parser.add_argument("--node-id", help="this machine's name in the Parquet files (default: settings)")
     parser.add_argument("--parquet-dir", type=Path, help="also write usage as Parquet here")
     parser.add_argument("--parquet-interval", type=float, help="seconds between Parquet files")
+    parser.add_argument("--no-parquet", action="store_true",
+                        help="no Parquet sink, whatever the settings say (`tollgate serve` passes it when "
+                        "it has read them: this process then does not load them again)")
     args = parser.parse_args()
+    logging.basicConfig(
+        level=os.environ.get("TOLLGATE_LOG_LEVEL", "info").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.no_parquet:
+        return asyncio.run(run(args.data_dir, args.policies, args.interval, None))
     from ..settings import ServeSettings
 
     flags = {
@@ -92,10 +108,6 @@ def main() -> int:
     except ValidationError as exc:
         print(f"error: bad usage settings\n{exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=os.environ.get("TOLLGATE_LOG_LEVEL", "info").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     return asyncio.run(run(args.data_dir, args.policies, args.interval, sink))
 
 
