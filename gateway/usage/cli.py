@@ -96,7 +96,9 @@ def ledger_dir(args: argparse.Namespace) -> Path | None:
         except (ValidationError, OSError) as exc:
             print(f"error: cannot read the gateway settings: {exc}", file=sys.stderr)
             return None
-    if not (data_dir / LEDGER_FILE).exists() and not os.path.exists(socket_path(data_dir)):
+    # A ledger file, rows spooled but not loaded yet (loaded by this call), or a live owner.
+    found = (data_dir / LEDGER_FILE, data_dir / "spool", Path(socket_path(data_dir)))
+    if not any(path.exists() for path in found):
         print(f"no ledger at {data_dir.absolute() / LEDGER_FILE} (start the gateway, or pass --data-dir)",
               file=sys.stderr)
         return None
