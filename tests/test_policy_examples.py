@@ -172,6 +172,6 @@ def test_the_readme_limits_snippet_passes_check(tmp_path: Path) -> None:
     assert match is not None
     for f in (Path(__file__).parent.parent / "policies").glob("*.toml"):
         shutil.copy(f, tmp_path / f.name)
-    (tmp_path / "limits.toml").write_text("schema = 1\n\n" + match.group(1))
+    (tmp_path / "limits.toml").write_text(match.group(1))  # as pasted: it starts with schema = 1
     snap = load_snapshot(tmp_path)
     assert any(k.id == "team-a" for k in snap.keys_by_hash.values())
