@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from tests.conftest import key_hash
 from tests.fakes.midjourney_proxy import FakeMidjourneyProxy
 from tests.gateway_process import ROOT, GatewayProcess
 from tests.mj_support import MJ_ADMIN, MJ_KEYS, write_mj_bundle
-from tests.test_midjourney import proxies
+from tests.test_midjourney import proxies, until
 
 Proxies = tuple[FakeMidjourneyProxy, FakeMidjourneyProxy]
 __all__ = ["proxies"]  # the two fake proxies, shared with test_midjourney.py
@@ -31,16 +30,6 @@ def gw(proxies: Proxies, tmp_path_factory: pytest.TempPathFactory) -> Iterator[G
     write_mj_bundle(root / "policies", *proxies)
     with GatewayProcess(root / "policies", root / "data", env={"TOLLGATE_MJ_POLL_S": "0.2"}) as gateway:
         yield gateway
-
-
-def _until(predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 def _post(gw: GatewayProcess, path: str, doc: Any) -> httpx.Response:
@@ -69,7 +58,7 @@ def test_midjourney_fail_reason_echoing_the_secret_is_masked(gw: GatewayProcess,
                                         headers={"authorization": f"Bearer {ALICE}"}, timeout=10).json()
         return doc if doc.get("status") == "FAILURE" else None
 
-    doc = _until(failed)
+    doc = until(failed)
     assert "mj-secret-" not in str(doc) and "[redacted]" in doc["failReason"]
 
 
@@ -114,7 +103,7 @@ def test_a_rejected_bundle_never_quotes_an_interpolated_secret(tmp_path: Path) -
                                             headers={"authorization": f"Bearer {MJ_ADMIN}"}).json()
             return doc if doc.get("last_error") else None
 
-        doc = _until(rejected)
+        doc = until(rejected)
         assert "must start with http" in str(doc) and UPSTREAM_SECRET not in str(doc)
         assert "${UPSTREAM_TOKEN}" in str(doc)  # the problem names the reference, not its value
         assert UPSTREAM_SECRET not in gw.log()

@@ -19,30 +19,18 @@ class KeyRing:
         self._next = 0
         self._benched: dict[int, float] = {}
 
-    def pick(self, exclude: frozenset[str] = frozenset()) -> str | None:
-        """The next usable key, round robin; None when every key is benched or excluded."""
-        now = time.monotonic()
-        for _ in range(len(self.keys)):
-            i = self._next % len(self.keys)
-            self._next += 1
-            until = self._benched.get(i)
-            if until is not None and until > now:
-                continue
-            if self.keys[i] in exclude:
-                continue
-            return self.keys[i]
-        return None
-
     def rotation(self) -> Iterator[str]:
-        """Each usable key at most once, round robin: the keys to try for one request."""
-        if len(self.keys) == 1:  # most providers: no set, no scan
-            until = self._benched.get(0)
-            if until is None or until <= time.monotonic():
-                yield self.keys[0]
-            return
-        tried: set[str] = set()
-        while (key := self.pick(frozenset(tried))) is not None:
-            tried.add(key)
+        """The keys to try for one request: each usable key at most once, starting one further
+        on each request (round robin)."""
+        n = len(self.keys)
+        start, self._next = self._next, self._next + 1
+        seen: set[str] = set()  # a key listed twice is still one key
+        for k in range(n):
+            i = (start + k) % n
+            key = self.keys[i]
+            if key in seen or self._benched.get(i, 0.0) > time.monotonic():
+                continue
+            seen.add(key)
             yield key
 
     def bench(self, key: str, seconds: float = 300.0) -> None:
@@ -51,7 +39,3 @@ class KeyRing:
         for i, k in enumerate(self.keys):
             if k == key:
                 self._benched[i] = time.monotonic() + seconds
-
-    def usable(self) -> int:
-        now = time.monotonic()
-        return sum(1 for i in range(len(self.keys)) if self._benched.get(i, 0) <= now)

@@ -109,7 +109,7 @@ async def _stream(
             data = tap.feed(chunk)
             if data:
                 x.mark_first_byte()
-                await transport.send_bytes(redactor.data(data) if redactor else data)
+                await transport.send_bytes(redactor.data(data))
         rest = tap.flush()
         if rest:
             await transport.send_bytes(redactor.data(rest))
