@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--messages", type=int, default=1, help="message count")
     explain.add_argument("--metadata", action="append", default=[], metavar="K=V")
     explain.add_argument("--allow-missing-env", action="store_true")
+    explain.add_argument("--body", metavar="JSON",
+                         help="a client request body (OpenAI format): print each target's upstream body")
     explain.set_defaults(func=commands.explain)
 
     for extend in _extensions():
@@ -59,10 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _extensions() -> list[Callable[[Any], None]]:
     """Sub-commands that live with their subsystem (serve, usage); imported here so that
     `tollgate check` does not load the server."""
+    from .diff.command import add_commands as diff_commands
     from .serve.command import add_commands as serve_commands
     from .usage.cli import add_commands as usage_commands
+    from .usage.credits_cli import add_commands as credits_commands
 
-    return [serve_commands, usage_commands]
+    return [serve_commands, usage_commands, diff_commands, credits_commands]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

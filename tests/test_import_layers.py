@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("usage",),  # the ledger: spool, owner, DuckDB store
     ("midjourney",),  # Midjourney's task store and action prices (its front door: server/midjourney/)
     ("server",),  # the RSGI app: routes, the envelope, the attempt engine, Midjourney's front door
-    ("commands", "serve"),  # `tollgate check/explain/...`; `tollgate serve` (process start-up)
+    ("commands", "serve", "diff"),  # `tollgate check/explain/...`; `tollgate serve` (process start-up); `tollgate diff`
     ("cli",),
     ("__main__",),
 ]
