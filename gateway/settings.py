@@ -75,6 +75,10 @@ class ServeSettings(BaseSettings):
     # Optional `NAME=value` file merged over the environment that `${VAR}` reads in the bundle;
     # read again on every reload, so a rotated provider key needs no restart.
     env_file: Path | None = None
+    # The web console at /console/ (docs/console.md); false: those paths answer 404.
+    console_enabled: bool = True
+    # How long a console sign-in lasts (a signed, expiring cookie).
+    console_session_hours: float = Field(default=8.0, gt=0, le=720)
 
     @field_validator("usage_parquet_dir", "env_file", mode="before")
     @classmethod

@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("billing",),  # prices, limits, the limiter
     ("usage",),  # the ledger: spool, owner, DuckDB store
     ("midjourney",),  # Midjourney's task store and action prices (its front door: server/midjourney/)
+    ("console",),  # the web console's pages and sessions (server/routes.py routes /console/ to it)
     ("server",),  # the RSGI app: routes, the envelope, the attempt engine, Midjourney's front door
     ("commands", "serve", "diff"),  # `tollgate check/explain/...`; `tollgate serve` (process start-up); `tollgate diff`
     ("cli",),

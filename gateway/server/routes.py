@@ -7,6 +7,7 @@ Exact paths are looked up by (method, path); paths that carry a model or a task 
 
 from __future__ import annotations
 
+from ..console.handler import Console
 from ..errors import GatewayError, MethodNotAllowed, NotFound
 from . import admin, count_tokens, native
 from .envelope import Call, Endpoint
@@ -46,6 +47,14 @@ GEMINI = native.GeminiRoutes(
     {v: relay_endpoint(v, native.prepare_gemini, "gemini") for v in native.EMBED_VERBS},
 )
 RETRIEVE_MODEL = Endpoint(admin.retrieve_model)
+CONSOLE = Console()  # the web console (gateway/console/): its own pages, sessions and errors
+
+
+async def _console(call: Call) -> None:
+    await CONSOLE.handle(call.state, call.snap, call.scope, call.proto)
+
+
+CONSOLE_ENDPOINT = Endpoint(_console)
 
 
 def find(method: str, path: str) -> Endpoint:
@@ -55,6 +64,8 @@ def find(method: str, path: str) -> Endpoint:
         return endpoint
     if method == "GET" and path.startswith("/v1/models/"):
         return RETRIEVE_MODEL
+    if path == "/console" or path.startswith("/console/"):
+        return CONSOLE_ENDPOINT
     return midjourney.dynamic_route(method, path) or Endpoint(_no_route, family_of(path))
 
 

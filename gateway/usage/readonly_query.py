@@ -142,7 +142,10 @@ def run_select(
     }
 
 
-def copy_select(con: duckdb.DuckDBPyConnection, sql: str, target: Path, fmt: str, timeout_s: float) -> int:
+def copy_select(
+    con: duckdb.DuckDBPyConnection, sql: str, target: Path, fmt: str, timeout_s: float,
+    params: list[Any] | None = None,
+) -> int:
     """Write a checked SELECT's result to `target` (in the reader's writable directory) as
     Parquet or CSV; returns the number of rows."""
     option = _COPY_OPTIONS.get(fmt)
@@ -157,7 +160,7 @@ def copy_select(con: duckdb.DuckDBPyConnection, sql: str, target: Path, fmt: str
         raise QueryError(_first_line(exc)) from None
     if kinds != [duckdb.StatementType.COPY]:  # the SELECT must not have closed the parenthesis
         raise QueryError(ONLY_SELECT)
-    row = _timed(con, timeout_s, lambda: con.execute(statement).fetchone())
+    row = _timed(con, timeout_s, lambda: con.execute(statement, params or []).fetchone())
     return int(row[0]) if row else 0
 
 

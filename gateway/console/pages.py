@@ -1,0 +1,96 @@
+"""What each page shows, gathered into a template context: one batch of fixed queries to the
+ledger owner per page, plus the live snapshot and the worker's state."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from ..config.snapshot import KeyRuntime, Snapshot
+from . import budgets, charts, health, queries
+from .filters import Filter
+from .ledger import Result, run
+from .web import Worker
+
+BALANCE_SQL = "SELECT * FROM balances WHERE ($1::VARCHAR IS NULL OR key_id = $1) ORDER BY key_id LIMIT 200"
+
+
+async def overview(worker: Worker, snap: Snapshot, f: Filter) -> dict[str, Any]:
+    now = dt.datetime.now(dt.UTC)
+    keys = sorted(snap.keys_by_id.values(), key=lambda k: k.id)
+    plan = budgets.plan(snap, keys, now.timestamp())
+    batch = [queries.series(f), queries.top(f, "key"), queries.top(f, "model"), queries.providers(f),
+             queries.last_errors(f), queries.last_minute(now), queries.has_balances(),
+             *budgets.budget_queries(plan)]
+    r = await run(Path(worker.settings.data_dir), batch)
+    series = r[0].dicts()
+    spends = [x.dicts() for x in r[7:]]
+    lines = budgets.budget_lines(plan, spends) + budgets.limit_lines(keys, r[5].dicts())
+    return {
+        "f": f,
+        "charts": [charts.pivot(f, series, "cost", f"Spend by {f.by}", "USD"),
+                   charts.pivot(f, series, "requests", f"Requests by {f.by}", "requests")],
+        "top_keys": r[1].dicts(), "top_models": r[2].dicts(),
+        "providers": health.providers(worker, snap, r[3].dicts(), r[4].dicts()),
+        "limits": sorted(lines, key=lambda line: -line.fraction)[:30],
+        "near": [line for line in lines if line.near],
+        "policy": health.policy(worker, snap),
+        "balances": await _balances(worker, r[6], None),
+        "workers": worker.settings.workers,
+    }
+
+
+async def usage(worker: Worker, f: Filter) -> dict[str, Any]:
+    r = await run(Path(worker.settings.data_dir), [queries.rows(f), queries.totals(f)])
+    return {"f": f, "rows": r[0].dicts(), "totals": r[1].dicts()[0], "columns": queries.USAGE_COLUMNS}
+
+
+async def key_view(worker: Worker, snap: Snapshot, key: KeyRuntime, f: Filter) -> dict[str, Any]:
+    f = f.for_key(key.id)
+    now = dt.datetime.now(dt.UTC)
+    plan = budgets.plan(snap, [key], now.timestamp())
+    recent = Filter(since=f.since, until=f.until, range=f.range, key=key.id, limit=50)
+    batch = [queries.series(_by_model(f)), queries.rows(recent), queries.totals(f),
+             queries.last_minute(now, key.id), queries.has_balances(), *budgets.budget_queries(plan)]
+    r = await run(Path(worker.settings.data_dir), batch)
+    series = r[0].dicts()
+    lines = budgets.budget_lines(plan, [x.dicts() for x in r[5:]]) + budgets.limit_lines([key], r[3].dicts())
+    return {
+        "f": f, "key": key,
+        "charts": [charts.pivot(f, series, "cost", "Spend by model", "USD"),
+                   charts.pivot(f, series, "tokens", "Tokens by model", "tokens")],
+        "recent": r[1].dicts(), "totals": r[2].dicts()[0], "limits": lines,
+        "models": models(snap, key),
+        "balances": await _balances(worker, r[4], key.id),
+    }
+
+
+def _by_model(f: Filter) -> Filter:
+    return Filter(since=f.since, until=f.until, range=f.range, bucket=f.bucket, by="model", key=f.key)
+
+
+def models(snap: Snapshot, key: KeyRuntime) -> list[dict[str, Any]]:
+    """The models this key may call, each with the price of its first target (USD per 1M tokens)."""
+    multiplier = key.price_multiplier * (key.group.price_multiplier if key.group else 1.0)
+    out = []
+    for name in snap.models_for(key):
+        route = snap.routes[name]
+        target = route.tiers[0][0] if route.tiers and route.tiers[0] else None
+        price = snap.price_for(target.provider, target.model) if target else None
+        rates = price.rates if price else None
+        out.append({
+            "name": name, "alias": route.is_alias,
+            "input": rates.input * multiplier if rates else None,
+            "output": rates.output * multiplier if rates else None,
+            "per_request": rates.per_request * multiplier if rates and rates.per_request else None,
+        })
+    return out
+
+
+async def _balances(worker: Worker, exists: Result, key: str | None) -> list[dict[str, Any]] | None:
+    """Prepaid balances, when the ledger has the `balances` view (prepaid credits); else None."""
+    if not exists.scalar():
+        return None
+    r = await run(Path(worker.settings.data_dir), [(BALANCE_SQL, [key])])
+    return r[0].dicts()

@@ -1,0 +1,114 @@
+"""The console's SQL: fixed statements, every filter value a bound parameter (never SQL text
+built from a request). Each builder returns (sql, params) for the owner's `queries` op.
+
+Time buckets are integer epoch arithmetic (no time-zone lookup per row) and land as the Unix
+seconds uPlot plots; quantiles are `approx_quantile` (t-digest: one pass, bounded memory)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from .filters import Filter
+
+Query = tuple[str, list[Any]]
+
+# $1 since, $2 until, $3 key, $4 group, $5 model, $6 provider, $7 status (any | ok | error)
+WHERE = """started_at >= CAST($1 AS TIMESTAMPTZ) AND started_at < CAST($2 AS TIMESTAMPTZ)
+  AND ($3::VARCHAR IS NULL OR key_id = $3) AND ($4::VARCHAR IS NULL OR "group" = $4)
+  AND ($5::VARCHAR IS NULL OR served_model = $5 OR requested_model = $5)
+  AND ($6::VARCHAR IS NULL OR provider = $6)
+  AND ($7 = 'any' OR ($7 = 'error') = (status >= 400))"""
+NEXT = 8  # the first parameter number after the filter's
+
+_DIMENSION = """CASE $9 WHEN 'key' THEN key_id WHEN 'group' THEN "group"
+  WHEN 'provider' THEN provider ELSE served_model END"""
+BUCKET_S = {"hour": 3600, "day": 86400}
+
+USAGE_COLUMNS = ("started_at", "request_id", "key_id", "group", "endpoint", "requested_model",
+                 "served_model", "provider", "status", "error_type", "prompt_tokens",
+                 "completion_tokens", "cost_usd", "latency_ms")
+_TABLE_COLUMNS = ", ".join(f'"{c}"' for c in USAGE_COLUMNS)
+
+
+def params(f: Filter) -> list[Any]:
+    return [f.since.isoformat(), f.until.isoformat(), f.key, f.group, f.model, f.provider, f.status]
+
+
+def series(f: Filter) -> Query:
+    """Requests, spend and tokens per time bucket and value of the `by` dimension."""
+    sql = f"""SELECT (epoch(started_at)::BIGINT // $8) * $8 AS t, {_DIMENSION} AS dim,
+  count(*) AS requests, coalesce(sum(cost_usd), 0)::DOUBLE AS cost,
+  coalesce(sum(prompt_tokens + completion_tokens), 0) AS tokens
+FROM usage WHERE {WHERE} GROUP BY ALL ORDER BY 1"""
+    return sql, [*params(f), BUCKET_S[f.bucket], f.by]
+
+
+def top(f: Filter, column: str, limit: int = 10) -> Query:
+    """Top keys (`column` "key") or models ("model") by spend, then requests."""
+    name = {"key": "key_id", "model": "served_model"}[column]  # our two columns, not user text
+    sql = f"""SELECT {name} AS name, count(*) AS requests,
+  coalesce(sum(prompt_tokens + completion_tokens), 0) AS tokens, sum(cost_usd)::DOUBLE AS cost
+FROM usage WHERE {WHERE} GROUP BY 1 ORDER BY cost DESC NULLS LAST, requests DESC LIMIT $8"""
+    return sql, [*params(f), limit]
+
+
+def providers(f: Filter) -> Query:
+    sql = f"""SELECT provider, count(*) AS requests,
+  count(*) FILTER (WHERE status >= 400) / count(*) AS error_rate,
+  approx_quantile(latency_ms, 0.5) FILTER (WHERE status < 400) AS p50,
+  approx_quantile(latency_ms, 0.95) FILTER (WHERE status < 400) AS p95
+FROM usage WHERE {WHERE} AND provider IS NOT NULL GROUP BY 1 ORDER BY 1"""
+    return sql, params(f)
+
+
+def last_errors(f: Filter, per_provider: int = 3) -> Query:
+    sql = f"""SELECT provider, started_at, status, error_type FROM usage
+WHERE {WHERE} AND provider IS NOT NULL AND status >= 500
+QUALIFY row_number() OVER (PARTITION BY provider ORDER BY started_at DESC) <= $8
+ORDER BY provider, started_at DESC"""
+    return sql, [*params(f), per_provider]
+
+
+def spend_since(since: dt.datetime, key: str | None = None) -> Query:
+    """Spend per key and group from `since` (a budget period's start), retained days included."""
+    sql = """SELECT key_id, "group", sum(cost)::DOUBLE AS cost FROM (
+  SELECT key_id, "group", sum(cost_usd) AS cost FROM usage
+  WHERE started_at >= CAST($1 AS TIMESTAMPTZ) AND ($2::VARCHAR IS NULL OR key_id = $2) GROUP BY ALL
+  UNION ALL
+  SELECT key_id, "group", sum(cost_usd) FROM usage_daily
+  WHERE day >= CAST(CAST($1 AS TIMESTAMPTZ) AS DATE) AND ($2::VARCHAR IS NULL OR key_id = $2) GROUP BY ALL
+) GROUP BY ALL"""
+    return sql, [since.isoformat(), key]
+
+
+def last_minute(now: dt.datetime, key: str | None = None) -> Query:
+    """Requests and tokens per key in the last 60 s (against rpm / tpm)."""
+    sql = """SELECT key_id, count(*) AS requests,
+  coalesce(sum(prompt_tokens + completion_tokens), 0) AS tokens
+FROM usage WHERE started_at >= CAST($1 AS TIMESTAMPTZ) AND ($2::VARCHAR IS NULL OR key_id = $2)
+GROUP BY 1"""
+    return sql, [(now - dt.timedelta(seconds=60)).isoformat(), key]
+
+
+def rows(f: Filter) -> Query:
+    sql = f"""SELECT {_TABLE_COLUMNS} FROM usage WHERE {WHERE}
+ORDER BY started_at DESC, request_id LIMIT $8"""
+    return sql, [*params(f), f.limit]
+
+
+def totals(f: Filter) -> Query:
+    sql = f"""SELECT count(*) AS requests, count(*) FILTER (WHERE status >= 400) AS errors,
+  coalesce(sum(prompt_tokens), 0) AS prompt_tokens, coalesce(sum(completion_tokens), 0) AS completion_tokens,
+  sum(cost_usd)::DOUBLE AS cost FROM usage WHERE {WHERE}"""
+    return sql, params(f)
+
+
+def export(f: Filter) -> Query:
+    """Every column of every row the filter selects: what the CSV/Parquet download holds."""
+    return f"SELECT * FROM usage WHERE {WHERE} ORDER BY started_at, request_id", params(f)
+
+
+def has_balances() -> Query:
+    """Whether the ledger has the prepaid-credits `balances` view (added with credits)."""
+    return ("SELECT count(*) FROM duckdb_views() WHERE view_name = 'balances' AND NOT internal", [])

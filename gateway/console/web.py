@@ -1,0 +1,44 @@
+"""What the console needs of the server, as Protocols: the console sits below `server/` in the
+package layers (server/routes.py routes `/console/` here), so it names no server type."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any, Protocol
+
+from ..config.reload import PolicyStore
+from ..config.snapshot import ProviderRuntime
+from ..providers.keyring import KeyRing
+from ..routing.breaker import Breakers
+from ..settings import ServeSettings
+
+
+class Headers(Protocol):
+    def get(self, key: str, default: Any = None) -> Any: ...
+
+
+class Scope(Protocol):
+    method: str
+    path: str
+    query_string: str
+    client: str
+    headers: Headers
+
+
+class Proto(Protocol):
+    def __call__(self) -> Awaitable[bytes]: ...
+
+    def response_bytes(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None: ...
+
+    def response_file(self, status: int, headers: list[tuple[str, str]], file: str) -> None: ...
+
+
+class Worker(Protocol):
+    """The serving worker's live state (server/state.py's WorkerState)."""
+
+    settings: ServeSettings
+    store: PolicyStore
+    breakers: Breakers
+    counters: dict[tuple[str, int], int]
+
+    def keyring(self, provider: ProviderRuntime) -> KeyRing: ...
