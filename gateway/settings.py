@@ -49,6 +49,9 @@ class ServeSettings(BaseSettings):
     # A request body must arrive within this (hyper's header timer stops at the head); read only
     # once the key is known, so it bounds what an authenticated slow sender can hold.
     body_timeout_s: float = Field(default=300.0, gt=0)
+    # The largest Realtime API (WebSocket) message relayed either way; a larger one ends the
+    # session (OpenAI's own cap on a client event is 15 MiB: an audio buffer append).
+    realtime_max_frame_bytes: int = Field(default=16 << 20, ge=1024)
     reload_debounce_ms: int = 150
     ledger: bool = True
     # spool rotation and ingest period; rows reach DuckDB within about twice this

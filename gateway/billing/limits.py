@@ -46,6 +46,11 @@ class Limiter(Protocol):
         """Replace the reservation with the actual tokens and cost of `record`."""
         ...
 
+    async def charge(self, admission: Admission, record: Settled) -> bool:
+        """Add one part of a long admission's usage (a Realtime API response) without releasing
+        it; False when a budget it is charged to is spent."""
+        ...
+
     async def usage(self, snapshot: Snapshot, key: KeyRuntime) -> UsageView | None:
         """What CEL rules see as `usage` for `key`; None when no rule reads it."""
         ...
@@ -58,6 +63,9 @@ class NoLimits:
 
     async def settle(self, admission: Admission, record: Settled) -> None:
         return None
+
+    async def charge(self, admission: Admission, record: Settled) -> bool:
+        return True
 
     async def usage(self, snapshot: Snapshot, key: KeyRuntime) -> UsageView | None:
         return None

@@ -2,8 +2,9 @@
 
 Token convention (gateway/core/usage.py): prompt_tokens includes cache reads and writes;
 completion_tokens includes reasoning. So the uncached input is
-`prompt - cached - cache_write`, and plain output is `completion - reasoning`, each billed at
-its own rate (cached_input and cache_write default to input, reasoning to output).
+`prompt - cached - cache_write - audio_prompt`, and plain output is `completion - reasoning -
+audio_completion`, each billed at its own rate (cached_input, cache_write and audio_input default
+to input, reasoning and audio_output to output).
 """
 
 from __future__ import annotations
@@ -70,8 +71,9 @@ def compute_cost(price: PriceRuntime | None, usage: TokenUsage, multiplier: floa
 
     input_rate = rate("input")
     output_rate = rate("output")
-    uncached = max(usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens, 0)
-    plain_out = max(usage.completion_tokens - usage.reasoning_tokens, 0)
+    audio_in, audio_out = usage.audio_prompt_tokens, usage.audio_completion_tokens
+    uncached = max(usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens - audio_in, 0)
+    plain_out = max(usage.completion_tokens - usage.reasoning_tokens - audio_out, 0)
     tokens = (
         uncached * input_rate
         + usage.cached_tokens * rate("cached_input", input_rate)
@@ -79,6 +81,9 @@ def compute_cost(price: PriceRuntime | None, usage: TokenUsage, multiplier: floa
         + plain_out * output_rate
         + usage.reasoning_tokens * rate("reasoning", output_rate)
     ) / MILLION
+    if audio_in or audio_out:  # Realtime API audio (each part of the totals above)
+        tokens += (audio_in * rate("audio_input", input_rate)
+                   + audio_out * rate("audio_output", output_rate)) / MILLION
     units = (
         dec(base.per_request)
         + usage.images * dec(base.per_image)
@@ -99,8 +104,8 @@ def peak_rates(price: PriceRuntime) -> tuple[Decimal, Decimal, Decimal]:
     price's tiers can charge, and the per-request price: an upper bound for reservations made
     before the request's real usage (and so its tier) is known."""
     base = price.rates
-    prompt = max([base.input, *(t.input for t in base.tiers if t.input is not None)])
-    output = max([base.output, base.reasoning or 0.0,
+    prompt = max([base.input, base.audio_input or 0.0, *(t.input for t in base.tiers if t.input is not None)])
+    output = max([base.output, base.reasoning or 0.0, base.audio_output or 0.0,
                   *(t.output for t in base.tiers if t.output is not None)])
     return dec(prompt), dec(output), dec(base.per_request)
 

@@ -16,6 +16,7 @@ from msgspec import structs
 from ..policy.cel import PRICE_VARIABLES, RULE_VARIABLES, CelCompileError, compile_expr
 from ..policy.rules import CompiledRule, RuleSet
 from ..redact import Redactor, is_secret_header
+from . import cloud
 from .envsubst import (
     BadReference,
     MissingEnv,
@@ -31,9 +32,9 @@ from .load import Loc, Located, RawBundle
 from .problems import BundleError, Problem
 from .routes import compile_routes
 from .snapshot import GroupRuntime, PriceRuntime, ProviderRuntime, Route, Snapshot
-from .types import Provider, Rule, Settings
+from .types import BedrockProvider, Provider, Rule, Settings, VertexProvider
 
-KEYLESS_KINDS = frozenset({"mock", "openai-compatible"})
+KEYLESS_KINDS = frozenset({"mock", "openai-compatible", *cloud.CLOUD_KINDS})  # clouds: config/cloud.py
 URL_REQUIRED_KINDS = frozenset({"openai-compatible", "azure", "midjourney"})
 PER_ACTION_KINDS = frozenset({"midjourney"})  # billed per action (price.per_action), not per token
 
@@ -53,6 +54,9 @@ class Compiler:
 
     def error(self, loc: Loc, message: str, *sub: str | int) -> None:
         self.problems.append(self.raw.problem(loc, message, *sub))
+
+    def warn(self, loc: Loc, message: str) -> None:
+        self.warnings.append(self.raw.problem(loc, message, severity="warning"))
 
     def run(self, revision: str) -> Snapshot:
         self.check_settings()
@@ -129,6 +133,11 @@ class Compiler:
             self.error(loc, f'base_url "{spec.base_url}" must start with http:// or https://', "base_url")
         if kind not in KEYLESS_KINDS and not spec.api_keys:
             self.error(loc, f'provider kind "{kind}" needs at least one api_keys entry', "api_keys")
+        credentials: dict[str, str] = {}
+        if isinstance(spec, BedrockProvider | VertexProvider):
+            kind, base_url = cloud.runtime_kind(spec), base_url or cloud.default_base_url(spec)
+            credentials = cloud.credentials(self, spec, loc, self.warn)
+            self.secrets.update(v for k, v in credentials.items() if k != "profile")
         return ProviderRuntime(
             id=spec.id,
             kind=kind,
@@ -141,6 +150,7 @@ class Compiler:
             headers=headers,
             model_map=dict(spec.model_map),
             spec=spec,
+            credentials=credentials,
         )
 
     def read_file(self, path: str) -> str:

@@ -54,6 +54,8 @@ class ProviderRuntime:
     headers: tuple[tuple[str, str], ...]
     model_map: dict[str, str]
     spec: Provider  # kind-specific fields (azure deployments, mock latency, ...)
+    # kind-specific secrets, `${...}` resolved (AWS keys, a Google service account's JSON): config/cloud.py
+    credentials: dict[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # never print the credentials
         return f"ProviderRuntime(id={self.id!r}, kind={self.kind!r}, base_url={self.base_url!r})"

@@ -126,6 +126,8 @@ class Price(Base):
     cached_input: NonNegFloat | None = None  # defaults to `input`
     cache_write: NonNegFloat | None = None  # defaults to `input`
     reasoning: NonNegFloat | None = None  # defaults to `output`
+    audio_input: NonNegFloat | None = None  # audio input tokens (Realtime API); defaults to `input`
+    audio_output: NonNegFloat | None = None  # audio output tokens; defaults to `output`
     per_request: NonNegFloat = 0.0
     per_image: NonNegFloat = 0.0
     per_audio_second: NonNegFloat = 0.0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal, TypeGuard, get_args
 
-Family = Literal["openai", "anthropic", "gemini", "midjourney"]
+Family = Literal["openai", "anthropic", "gemini", "midjourney", "bedrock"]  # bedrock: upstreams only
 FAMILIES: tuple[Family, ...] = get_args(Family)
 
 # provider kind (gateway/config/types.py) -> the API family it speaks
@@ -22,6 +22,9 @@ FAMILY_OF_KIND: dict[str, Family] = {
     "anthropic": "anthropic",
     "gemini": "gemini",
     "midjourney": "midjourney",
+    "bedrock": "bedrock",  # AWS Bedrock's Converse API, whatever the model's vendor
+    "vertex": "gemini",  # Vertex AI, publisher google
+    "vertex-anthropic": "anthropic",  # Vertex AI, publisher anthropic (config: kind "vertex")
 }
 
 

@@ -24,6 +24,7 @@ from .translate.gemini_embeddings import VERBS as GEMINI_EMBED_VERBS
 from .translate.gemini_openai import GeminiToOpenAI
 from .translate.native_passthrough import AnthropicPassthrough, GeminiPassthrough
 from .translate.openai_anthropic import OpenAIToAnthropic
+from .translate.openai_bedrock import OpenAIToBedrock
 from .translate.openai_gemini import OpenAIToGemini
 from .translate.openai_gemini_embeddings import OpenAIEmbeddingsToGemini
 from .translate.openai_openai import OpenAICodec
@@ -53,6 +54,11 @@ CODECS: dict[tuple[Family, Family, str | None], Codec] = {
     # (both ends take URLs)
     ("anthropic", "gemini", None): ViaChat(AnthropicToOpenAI(file_urls=True), OpenAIToGemini()),
     ("gemini", "anthropic", None): ViaChat(GeminiToOpenAI(file_urls=True), OpenAIToAnthropic()),
+    # AWS Bedrock's Converse: from chat, and the other clients through chat
+    ("openai", "bedrock", None): OpenAIToBedrock(),
+    ("anthropic", "bedrock", None): ViaChat(AnthropicToOpenAI(), OpenAIToBedrock()),
+    ("gemini", "bedrock", None): ViaChat(GeminiToOpenAI(), OpenAIToBedrock()),
+    ("openai", "bedrock", RESPONSES): ViaChat(_responses, OpenAIToBedrock()),
     # one client endpoint
     ("openai", "gemini", "embeddings"): OpenAIEmbeddingsToGemini(),
     ("openai", "anthropic", RESPONSES): ViaChat(_responses, OpenAIToAnthropic()),

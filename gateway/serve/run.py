@@ -57,7 +57,7 @@ def run_granian(options: dict[str, Any]) -> None:
         "gateway.server.app:app",
         interface=Interfaces.RSGI,
         http=HTTPModes.http1,  # clients and SDKs speak HTTP/1.1; skips protocol detection
-        websockets=False,
+        websockets=True,  # the Realtime API (/v1/realtime); other paths refuse an upgrade
         loop=loop,
         log_level=log_level,
         respawn_failed_workers=True,

@@ -19,6 +19,7 @@ from ..providers.adapters.base import UpstreamResponse
 from ..providers.translate.codec import Codec, Outgoing, StreamTap
 from ..providers.translate.stream_abort import CUT_CODE, cut_event
 from ..providers.transport.base import UpstreamConnectError, UpstreamTimeout
+from ..providers.wire.eventstream import CONTENT_TYPE as EVENTSTREAM
 from ..redact import Redactor
 from .admission import Prepared
 from .exchange import Exchange
@@ -58,7 +59,9 @@ async def deliver(
     x: Exchange,
     redactor: Redactor,
 ) -> None:
-    is_sse = "text/event-stream" in str(response.headers.get("content-type", ""))
+    content_type = str(response.headers.get("content-type", ""))
+    # Bedrock's ConverseStream answers in AWS event-stream framing, which its codec's tap reads
+    is_sse = "text/event-stream" in content_type or EVENTSTREAM in content_type
     x.status = response.status
     if p.head.stream and is_sse:
         await _stream(proto, response, codec.stream(out), p, target, x, redactor)

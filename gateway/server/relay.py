@@ -17,6 +17,7 @@ from ..config.snapshot import ProviderRuntime, RouteTarget, Snapshot
 from ..errors import UpstreamError
 from ..providers.adapters.base import UpstreamCall, UpstreamResponse
 from ..providers.adapters.registry import adapter_for
+from ..providers.auth.base import CredentialsUnavailable
 from ..providers.codecs import NoCodec, codec_for
 from ..providers.translate.codec import Codec, Outgoing
 from ..providers.transport.base import UpstreamConnectError, UpstreamTimeout
@@ -90,6 +91,8 @@ def _upstream(
                 raise AttemptFailed(provider.id, "timed out waiting for the upstream", 504) from None
             except (UpstreamConnectError, OSError) as exc:
                 raise AttemptFailed(provider.id, f"connection failed ({exc})") from None
+            except CredentialsUnavailable as exc:  # a cloud token or AWS keys: counted by the breaker
+                raise AttemptFailed(provider.id, str(exc), 503) from None
             if response.status < 400:
                 return response, codec, out, target
             raise await _refusal(response, provider, snap)

@@ -44,3 +44,27 @@ class Proto(Protocol):
 
     def response_file(self, status: int, headers: list[tuple[str, str]], file: str) -> None: ...
 
+
+class WebsocketMessage(Protocol):
+    """A received WebSocket message: `kind` 0 the client closed, 1 bytes, 2 text."""
+
+    kind: int
+    data: Any
+
+
+class WebsocketTransport(Protocol):
+    """An accepted WebSocket (granian closes it when the handler returns)."""
+
+    def receive(self) -> Awaitable[WebsocketMessage]: ...
+
+    def send_bytes(self, data: bytes) -> Awaitable[None]: ...
+
+    def send_str(self, data: str) -> Awaitable[None]: ...
+
+
+class WebsocketProto(Protocol):
+    """`protocol` of a WebSocket upgrade: accept it, or refuse it with an HTTP status (no body)."""
+
+    def accept(self) -> Awaitable[WebsocketTransport]: ...
+
+    def close(self, status: int | None = None) -> Any: ...

@@ -39,3 +39,4 @@ class UsageRecord(msgspec.Struct, kw_only=True):
     latency_ms: float = 0.0
     ttft_ms: float | None = None
     policy_revision: str = ""
+    session_id: str | None = None  # a Realtime API session: one row per response in it

@@ -7,10 +7,12 @@ from __future__ import annotations
 from ...errors import UpstreamError
 from .anthropic import AnthropicAdapter
 from .base import Adapter
+from .bedrock import BedrockAdapter
 from .gemini import GeminiAdapter
 from .midjourney import MidjourneyAdapter
 from .mock import MockAdapter
 from .openai import AzureAdapter, OpenAIAdapter
+from .vertex import VertexAdapter
 
 _ADAPTERS: dict[str, Adapter] = {
     "openai": OpenAIAdapter(),
@@ -20,6 +22,9 @@ _ADAPTERS: dict[str, Adapter] = {
     "midjourney": MidjourneyAdapter(),
     "anthropic": AnthropicAdapter(),
     "gemini": GeminiAdapter(),
+    "bedrock": BedrockAdapter(),
+    "vertex": VertexAdapter(),
+    "vertex-anthropic": VertexAdapter(),  # a vertex provider with publisher "anthropic"
 }
 
 
