@@ -83,6 +83,34 @@ class MockProvider(ProviderBase, tag_field="kind", tag="mock"):
     reply: str = ""
 
 
+class BedrockProvider(ProviderBase, tag_field="kind", tag="bedrock"):
+    """AWS Bedrock's Converse API, SigV4-signed. Credentials: `access_key_id` and
+    `secret_access_key` (and `session_token`), usually `${ENV}`; when empty, the standard AWS
+    chain (environment, `profile`, shared files, SSO; instance and container roles at run time
+    only, with `instance_role = true`). base_url defaults to the region's bedrock-runtime host."""
+
+    region: str = "us-east-1"
+    access_key_id: str = ""
+    secret_access_key: str = ""
+    session_token: str = ""
+    profile: str = ""
+    instance_role: bool = False  # credentials from the instance/container role: not checked at load
+    default_max_tokens: PositiveInt | None = None  # Converse's maxTokens when the client sends none
+
+
+class VertexProvider(ProviderBase, tag_field="kind", tag="vertex"):
+    """Google Vertex AI: Gemini models (`publisher = "google"`) or Anthropic models
+    (`publisher = "anthropic"`, rawPredict), with a service account's OAuth token.
+    base_url defaults to `https://{location}-aiplatform.googleapis.com`."""
+
+    project: str = ""  # required (checked at load: a required field cannot follow optional ones)
+    location: str = "us-central1"
+    publisher: Literal["google", "anthropic"] = "google"
+    service_account_file: str = ""  # a path to the service account's JSON key
+    service_account_json: str = ""  # or the JSON itself, e.g. "${GOOGLE_SA_JSON}" or "${file:...}"
+    default_max_tokens: PositiveInt = 4096  # Anthropic models: max_tokens when the client sends none
+
+
 Provider = (
     OpenAIProvider
     | OpenAICompatibleProvider
@@ -91,6 +119,8 @@ Provider = (
     | GeminiProvider
     | MidjourneyProvider
     | MockProvider
+    | BedrockProvider
+    | VertexProvider
 )
 
 
