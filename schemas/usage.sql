@@ -29,8 +29,7 @@ CREATE TABLE IF NOT EXISTS usage (
     "usage_source"       VARCHAR,  -- upstream | estimated (stream cut without a usage chunk) | none
     "latency_ms"         DOUBLE,
     "ttft_ms"            DOUBLE,
-    "policy_revision"    VARCHAR,  -- revision of the policy bundle that priced the request
-    "session_id"         VARCHAR  -- Realtime API session (one row per response in it); NULL otherwise
+    "policy_revision"    VARCHAR  -- revision of the policy bundle that priced the request
 );
 
 -- Rows older than settings.usage.retention_days are folded in here, then deleted from usage.
@@ -38,6 +37,33 @@ CREATE TABLE IF NOT EXISTS usage_daily (
     day DATE, key_id VARCHAR, "group" VARCHAR, provider VARCHAR, served_model VARCHAR,
     requests BIGINT, errors BIGINT, prompt_tokens BIGINT, completion_tokens BIGINT,
     cached_tokens BIGINT, cost_usd DECIMAL(18,9)
+);
+
+-- Prepaid credit entries: top-ups, redeemed codes, adjustments and refunds (amount < 0 debits).
+CREATE SEQUENCE IF NOT EXISTS credit_ids START 1;
+CREATE TABLE IF NOT EXISTS credits (
+    id              BIGINT PRIMARY KEY DEFAULT nextval('credit_ids'),
+    key_id          VARCHAR NOT NULL,
+    amount_usd      DECIMAL(18,9) NOT NULL,
+    kind            VARCHAR NOT NULL CHECK (kind IN ('topup', 'redeem', 'adjust', 'refund')),
+    reference       VARCHAR UNIQUE,  -- idempotency: client-given, or code:<hash> for a redemption
+    note            VARCHAR,
+    actor           VARCHAR,  -- admin key id, cli:<user>, or the redeeming key
+    created_at      TIMESTAMPTZ NOT NULL,
+    policy_revision VARCHAR
+);
+
+-- Redemption codes: only their SHA-256 is kept; a code is used when a credits row has
+-- reference = 'code:' || code_hash.
+CREATE TABLE IF NOT EXISTS redemption_codes (
+    code_hash  VARCHAR PRIMARY KEY,
+    amount_usd DECIMAL(18,9) NOT NULL,
+    batch      VARCHAR NOT NULL,
+    group_id   VARCHAR,  -- redeemable only by keys of this group (NULL: any key)
+    expires_at TIMESTAMPTZ,
+    note       VARCHAR,
+    created_by VARCHAR,
+    created_at TIMESTAMPTZ NOT NULL
 );
 
 -- Recent rows and retained daily totals as one relation, per UTC day (make_timestamp(epoch_us())
@@ -74,3 +100,21 @@ SELECT provider, count(*) AS requests,
        quantile_cont(latency_ms, 0.5) AS latency_p50_ms, quantile_cont(latency_ms, 0.95) AS latency_p95_ms,
        quantile_cont(ttft_ms, 0.5) AS ttft_p50_ms, quantile_cont(ttft_ms, 0.95) AS ttft_p95_ms
 FROM usage WHERE provider IS NOT NULL AND status < 400 GROUP BY ALL ORDER BY provider;
+
+-- Keys with credit entries: credits, all-time spend (retained daily totals included), balance.
+CREATE OR REPLACE VIEW balances AS
+WITH c AS (SELECT key_id, sum(amount_usd) AS credits_usd, count(*) AS entries,
+                  max(created_at) AS last_credit_at FROM credits GROUP BY key_id),
+     s AS (SELECT key_id, sum(cost_usd) AS spent_usd
+           FROM (SELECT key_id, cost_usd FROM usage UNION ALL SELECT key_id, cost_usd FROM usage_daily)
+           WHERE key_id IN (SELECT key_id FROM c) GROUP BY key_id)
+SELECT c.key_id, c.credits_usd, coalesce(s.spent_usd, 0) AS spent_usd,
+       c.credits_usd - coalesce(s.spent_usd, 0) AS balance_usd, c.entries, c.last_credit_at
+FROM c LEFT JOIN s USING (key_id) ORDER BY c.key_id;
+
+-- Every credit entry with the key's running credit total.
+CREATE OR REPLACE VIEW credit_history AS
+SELECT id, created_at, key_id, kind, amount_usd,
+       sum(amount_usd) OVER (PARTITION BY key_id ORDER BY id) AS credits_total_usd,
+       reference, note, actor, policy_revision
+FROM credits ORDER BY key_id, id;

@@ -26,9 +26,10 @@ from ..config.periods import Calendar, Window
 from ..config.snapshot import KeyRuntime, Snapshot
 from ..policy.context import UsageView
 from .answers import LimitsUnavailable, rate_headers, refusal
+from .credits import BALANCE_HEADER, CreditBook, CreditSource, balance_text, credit_refusal
 from .limits import Admission, Settled
 from .plan import EMPTY, NANO, NO_RESERVE, Plan, Reads, Spend, build_plan, lease_ms, rule_reads
-from .store import Ask, Settle, StateStore, StateUnavailable
+from .store import Ask, Grant, Settle, StateStore, StateUnavailable
 
 log = logging.getLogger("tollgate.limits")
 KEEP_PAST_PERIODS_S = 35 * 86400  # a finished period's counter stays readable this long
@@ -57,9 +58,10 @@ def to_nano(usd: Decimal | None) -> int:
 
 class EnforcingLimiter:
     def __init__(self, store: StateStore, spend_source: SpendSource | None = None,
-                 fail_open: bool = False) -> None:
+                 fail_open: bool = False, credit_source: CreditSource | None = None) -> None:
         self.store = store
         self.spend_source = spend_source
+        self.credits = CreditBook(store, credit_source)  # prepaid keys (billing/credits.py)
         self.fail_open = fail_open
         self._snap: Snapshot | None = None
         self._reads = Reads()
@@ -131,18 +133,35 @@ class EnforcingLimiter:
             plan.meter,
             f"{self._lease_prefix}{next(self._lease_ids)}",
             self._lease_ms,
+            plan.credit_args,
         )
         try:
             if fresh:
                 await self._seed(plan.spends, windows)
                 self._spend_keys[plan] = (windows, spend_keys, budgets)  # reused until a period ends
+            if plan.credit_args:
+                await self.credits.ensure(key.id)
             grant = await self.store.acquire(ask)
+            if not grant.ok and self._stale_credits(plan, grant, key.id):
+                await self.credits.refresh(key.id)  # topped up meanwhile? (CLI, another machine)
+                grant = await self.store.acquire(ask)
         except StateUnavailable as exc:
             return self._outage(exc)
         if not grant.ok:
+            if grant.failed_kind == "budget" and plan.spends[grant.failed_index].prepaid:
+                raise credit_refusal(plan.spends[grant.failed_index], grant.spend[-1], grant.credits[0],
+                                     grant.held, reserve)
             raise refusal(plan, grant, windows, estimate_tokens, reserve)
         ticket = Ticket(plan, ask.lease, estimate_tokens, spend_keys, held)
-        return Admission(rate_headers(plan, grant) if plan.header_groups else [], estimate_tokens, ticket)
+        headers = rate_headers(plan, grant) if plan.header_groups else []
+        if plan.credit_args:  # the balance before this request: credits - spend
+            balance = grant.credits[0] - grant.spend[plan.credit_args[0][0]]
+            headers.append((BALANCE_HEADER, balance_text(balance)))
+        return Admission(headers, estimate_tokens, ticket)
+
+    def _stale_credits(self, plan: Plan, grant: Grant, key_id: str) -> bool:
+        return (grant.failed_kind == "budget" and plan.spends[grant.failed_index].prepaid
+                and self.credits.may_retry(key_id))
 
     async def settle(self, admission: Admission, record: Settled) -> None:
         ticket = admission.token
@@ -276,6 +295,7 @@ class EnforcingLimiter:
             log.error("limit state store unreachable (%s): %s", exc, what)
 
     async def close(self) -> None:
+        await self.credits.close()
         await self.store.close()
 
 

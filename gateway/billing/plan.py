@@ -42,12 +42,15 @@ class Spend:
     id: str
     period: Period
     usd: float | None  # None: counted for `usage.spend_usd`, not enforced
+    prepaid: bool = False  # the key's all-time spend against its credits (billing/credits.py)
 
     @property
     def scope(self) -> str:
         return f"{self.kind} `{self.id}`"
 
     def state_key(self, window: str) -> str:
+        if self.prepaid:  # its own counter: a `total` budget of the same key counts apart
+            return f"p:{self.kind}:{self.id}"
         return f"s:{self.kind}:{self.id}:{window}"
 
 
@@ -82,8 +85,8 @@ NO_RESERVE = Reserve()
 class Plan:
     """The checks of one (key, model), with the tuples the hot path needs computed once."""
 
-    __slots__ = ("budget_nanos", "header_groups", "limit_strs", "meter", "rate_args", "rates",
-                 "reserve", "slot_args", "slot_keys", "slots", "spends", "token_rates")
+    __slots__ = ("budget_nanos", "credit_args", "header_groups", "limit_strs", "meter", "rate_args",
+                 "rates", "reserve", "slot_args", "slot_keys", "slots", "spends", "token_rates")
 
     def __init__(self, rates: tuple[Rate, ...] = (), slots: tuple[Slots, ...] = (),
                  spends: tuple[Spend, ...] = (), meter: str | None = None,
@@ -101,10 +104,18 @@ class Plan:
         self.slot_args = tuple((s.key, s.limit) for s in slots)
         self.slot_keys = tuple(s.key for s in slots)
         self.budget_nanos = tuple(-1 if s.usd is None else round(s.usd * NANO) for s in spends)
+        # prepaid: (spend index, credits state key); its budget_nanos is the overdraft allowed,
+        # to which the store adds the key's credits (billing/credits.py)
+        self.credit_args = tuple((i, credits_key(s.id)) for i, s in enumerate(spends) if s.prepaid)
 
     def __repr__(self) -> str:
         return (f"Plan(rates={self.rates!r}, slots={self.slots!r}, spends={self.spends!r}, "
                 f"meter={self.meter!r}, reserve={self.reserve!r})")
+
+
+def credits_key(key_id: str) -> str:
+    """The state key of a prepaid key's credits (a total and the ledger entry it counts up to)."""
+    return f"cr:key:{key_id}"
 
 
 EMPTY = Plan()
@@ -166,6 +177,8 @@ def build_plan(snap: Snapshot, key: KeyRuntime, model: str, reads: Reads) -> Pla
         spends.append(Spend("group", group.id, group.budget.period, group.budget.usd))
     if reads.spend and not spends:
         spends.append(Spend("key", key.id, "month", None))
+    if key.prepaid is not None:  # last: the `usage` view reads spends[0]
+        spends.append(Spend("key", key.id, "total", key.prepaid.credit_limit, prepaid=True))
     meter = f"m:{key.id}" if reads.rate else None
     if not (rates or slots or spends or meter):
         return EMPTY
@@ -205,7 +218,7 @@ def declares_limits(snap: Snapshot) -> bool:
     holders: list[GroupRuntime | KeyRuntime] = [*snap.groups.values(), *snap.keys_by_id.values()]
     return rule_reads(snap).any or any(
         h.budget is not None or has(h.limits) or any(has(m) for m in h.model_limits.values()) for h in holders
-    )
+    ) or any(k.prepaid is not None for k in snap.keys_by_id.values())
 
 
 def lease_ms(snap: Snapshot) -> int:

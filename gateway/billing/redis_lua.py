@@ -40,9 +40,11 @@ local function held(s, now)
 end
 """
 
-# KEYS: rate buckets, slot sets, spend counters, [meter base]
-# A: nr, ns, nb, nm, lease, lease_ms, (limit, cost) * nr, limit * ns, (limit_nano, reserve_nano) * nb
-# -> "1 remaining... reset_ms... spend..." or "0 kind(1 rate, 2 slot, 3 budget) index retry_ms spend held"
+# KEYS: rate buckets, slot sets, spend counters, [meter base], credits hashes
+# A: nr, ns, nb, nm, lease, lease_ms, (limit, cost) * nr, limit * ns, (limit_nano, reserve_nano) * nb,
+#    [nc, budget index * nc]   (prepaid: that budget's limit is its overdraft + the hash's total)
+# -> "1 remaining... reset_ms... spend... credits..." or
+#    "0 kind(1 rate, 2 slot, 3 budget) index retry_ms spend held [credits]"
 ACQUIRE = (
     _PRELUDE
     + _INTS
@@ -53,6 +55,14 @@ local nr, ns, nb, nm = A[1], A[2], A[3], A[4]
 local lease, lease_ms = A[5], A[6]
 local a = 7
 local tats, spend = {}, {}
+local ca = 7 + 2 * nr + ns + 2 * nb
+local nc = A[ca] or 0
+local extra, credits = {}, {}
+for c = 1, nc do
+  local total = tonumber(redis.call('HGET', KEYS[nr + ns + nb + nm + c], 'total') or '0')
+  extra[A[ca + c] + 1] = total
+  credits[c] = total
+end
 for i = 1, nr do
   local limit, cost = A[a], A[a + 1]
   a = a + 2
@@ -75,8 +85,10 @@ for b = 1, nb do
   a = a + 2
   local value = tonumber(redis.call('GET', KEYS[nr + ns + b]) or '0')
   if limit >= 0 then
+    if extra[b] then limit = limit + extra[b] end  -- may go below zero: a debited key is refused
     local h = held(KEYS[nr + ns + b], now)
     if value >= limit or (h > 0 and value + h + reserve > limit) then
+      if extra[b] then return ints({0, 3, b - 1, 0, value, h, extra[b]}) end
       return ints({0, 3, b - 1, 0, value, h})
     end
   end
@@ -106,6 +118,7 @@ for b = 1, nb do
   end
   out[1 + 2 * nr + b] = spend[b]
 end
+for c = 1, nc do out[1 + 2 * nr + nb + c] = credits[c] end
 if nm > 0 then
   local name = KEYS[nr + ns + nb + 1] .. ':r:' .. math.floor(now / P)
   redis.call('INCR', name)
@@ -187,6 +200,16 @@ out[nb + 2] = tpm
 return out
 """
 )
+
+# KEYS: a prepaid key's credits hash   ARGV: nano, seq (the ledger entry the total counts up to)
+SET_CREDITS = """
+local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '-1')
+if tonumber(ARGV[2]) > seq then
+  redis.call('HSET', KEYS[1], 'total', ARGV[1], 'seq', ARGV[2])
+  return 1
+end
+return 0
+"""
 
 # KEYS: a spend counter   ARGV: nano, expire_at (0: never)
 SEED = """

@@ -37,7 +37,7 @@ class RedisStore:
         self.cluster = cluster
         self.description = f"redis {'cluster ' if cluster else ''}at {redact(url)}"
         scripts = {"acquire": redis_lua.ACQUIRE, "release": redis_lua.RELEASE, "read": redis_lua.READ,
-                   "seed": redis_lua.SEED}
+                   "seed": redis_lua.SEED, "set_credits": redis_lua.SET_CREDITS}
         # One quick retry on a fresh connection (a pooled socket may be stale after a Redis
         # restart), no backoff: when Redis is down the request is answered within the timeout.
         options: dict[str, Any] = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s,
@@ -82,6 +82,10 @@ class RedisStore:
         args += [limit for _, limit in ask.slots]
         for _, limit, reserve in ask.budgets:
             args += (limit, reserve)
+        if ask.credits:  # prepaid (billing/credits.py)
+            args.append(len(ask.credits))
+            args += [b for b, _ in ask.credits]
+            keys += [k for _, k in ask.credits]
         future = self._submit("acquire", keys, [_json(args)])
         try:
             reply = await asyncio.shield(future)
@@ -92,10 +96,11 @@ class RedisStore:
         out = [int(v) for v in reply.split()]
         if not out[0]:
             held = out[5] if len(out) > 5 else 0
-            return Grant(False, _KINDS[out[1]], out[2], out[3], spend=out[4:5], held=held)
-        nr = len(ask.rates)
-        remaining, reset_ms, spend = out[1 : 1 + nr], out[1 + nr : 1 + 2 * nr], out[1 + 2 * nr :]
-        return Grant(True, remaining=remaining, reset_ms=reset_ms, spend=spend)
+            return Grant(False, _KINDS[out[1]], out[2], out[3], spend=out[4:5], held=held, credits=out[6:7])
+        nr, nb = len(ask.rates), len(ask.budgets)
+        remaining, reset_ms = out[1 : 1 + nr], out[1 + nr : 1 + 2 * nr]
+        spend, credits = out[1 + 2 * nr : 1 + 2 * nr + nb], out[1 + 2 * nr + nb :]
+        return Grant(True, remaining=remaining, reset_ms=reset_ms, spend=spend, credits=credits)
 
     def _undo(self, future: asyncio.Future[Any], ask: Ask) -> None:
         if future.cancelled() or future.exception() is not None or not future.result().startswith(b"1"):
@@ -131,6 +136,9 @@ class RedisStore:
 
     async def seed(self, key: str, nano: int, expire_at: int) -> None:
         await self._submit("seed", [key], [nano, expire_at])
+
+    async def set_credits(self, key: str, nano: int, seq: int) -> None:
+        await self._submit("set_credits", [key], [nano, seq])
 
     async def close(self) -> None:
         await self.pipe.drain()

@@ -6,6 +6,7 @@ import logging
 
 from ..config.snapshot import Snapshot
 from ..settings import ServeSettings
+from .credits import CreditSource
 from .limiter import EnforcingLimiter, SpendSource
 from .plan import declares_limits
 from .store import MemoryStore, StateStore, StateUnavailable
@@ -13,7 +14,8 @@ from .store import MemoryStore, StateStore, StateUnavailable
 log = logging.getLogger("tollgate.limits")
 
 
-async def make_limiter(settings: ServeSettings, spend_source: SpendSource | None = None) -> EnforcingLimiter:
+async def make_limiter(settings: ServeSettings, spend_source: SpendSource | None = None,
+                       credit_source: CreditSource | None = None) -> EnforcingLimiter:
     store: StateStore
     if settings.state_store == "redis":
         from .redis_store import RedisStore
@@ -28,7 +30,8 @@ async def make_limiter(settings: ServeSettings, spend_source: SpendSource | None
         store = redis
     else:
         store = MemoryStore()
-    return EnforcingLimiter(store, spend_source, fail_open=settings.redis_failure == "open")
+    return EnforcingLimiter(store, spend_source, fail_open=settings.redis_failure == "open",
+                            credit_source=credit_source)
 
 
 def workers_problem(settings: ServeSettings, snapshot: Snapshot) -> str | None:

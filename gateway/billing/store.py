@@ -46,6 +46,8 @@ class Ask:
     meter: str | None = None  # per-key request/token meter for `usage.rpm` / `usage.tpm`
     lease: str = ""
     lease_ms: int = 0
+    # prepaid: (budget index, credits key): that budget's limit is its overdraft plus the credits
+    credits: Sequence[tuple[int, str]] = ()
 
 
 @dataclass(slots=True)
@@ -58,6 +60,7 @@ class Grant:
     reset_ms: list[int] = field(default_factory=list)  # per rate bucket: until full again
     spend: list[int] = field(default_factory=list)  # per budget, nano-USD before this request
     held: int = 0  # refused budget: nano-USD reserved by requests in flight
+    credits: list[int] = field(default_factory=list)  # per Ask.credits (refused: the failed budget's)
 
 
 @dataclass(slots=True)
@@ -88,6 +91,11 @@ class StateStore(Protocol):
         """Set a spend counter unless it already exists (seeding from the usage ledger)."""
         ...
 
+    async def set_credits(self, key: str, nano: int, seq: int) -> None:
+        """A prepaid key's credits as the ledger counted them up to its entry `seq`: kept only if
+        `seq` is newer than what the store holds (answers may arrive out of order)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -109,6 +117,7 @@ class MemoryStore:
         self.held: dict[str, dict[str, tuple[int, float]]] = {}  # spend key -> lease -> (nano, until ms)
         self.held_sum: dict[str, int] = {}  # spend key -> nano-USD reserved in flight
         self.meters: dict[str, int] = {}
+        self.credits: dict[str, tuple[int, int]] = {}  # credits key -> (nano-USD, seq)
         self._pruned = 0.0
 
     async def acquire(self, ask: Ask) -> Grant:
@@ -132,14 +141,18 @@ class MemoryStore:
                 if len(held) >= limit:
                     return Grant(False, "slot", j, 1000)
         spend: list[int] = []
+        extra = {b: self.credits.get(k, (0, 0))[0] for b, k in ask.credits}
         for b, (key, limit, reserve) in enumerate(ask.budgets):
             value = self._spend(key, now)
             if limit >= 0:
+                if b in extra:
+                    limit += extra[b]  # may go below zero: a debited key is refused
                 reserved = self.held_sum.get(key, 0)
                 if reserved and value + reserved + reserve > limit:  # over: drop expired leases, look again
                     reserved = self._expire_held(key, now)
                 if value >= limit or (reserved and value + reserved + reserve > limit):
-                    return Grant(False, "budget", b, 0, spend=[*spend, value], held=reserved)
+                    return Grant(False, "budget", b, 0, spend=[*spend, value], held=reserved,
+                                 credits=[extra[b]] if b in extra else [])
             spend.append(value)
         remaining: list[int] = []
         reset_ms: list[int] = []
@@ -165,7 +178,7 @@ class MemoryStore:
             self.meters[name] = self.meters.get(name, 0) + 1
         if now - self._pruned >= PERIOD_MS:
             self._prune(now)
-        return Grant(True, "", 0, 0, remaining, reset_ms, spend)
+        return Grant(True, "", 0, 0, remaining, reset_ms, spend, credits=list(extra.values()))
 
     async def release(self, settle: Settle) -> None:
         now = time.time() * 1000.0
@@ -205,6 +218,11 @@ class MemoryStore:
     async def seed(self, key: str, nano: int, expire_at: int) -> None:
         if key not in self.spend:
             self.spend[key] = (nano, expire_at)
+
+    async def set_credits(self, key: str, nano: int, seq: int) -> None:
+        held = self.credits.get(key)
+        if held is None or seq > held[1]:
+            self.credits[key] = (nano, seq)
 
     async def close(self) -> None:
         return None

@@ -11,8 +11,8 @@ import re
 from datetime import UTC
 
 from .load import Loc, Located, RawBundle, ReportError
-from .snapshot import ALLOW_ALL, AdminRuntime, GroupRuntime, KeyRuntime, ModelMatcher
-from .types import Key
+from .snapshot import ALLOW_ALL, AdminRuntime, GroupRuntime, KeyRuntime, ModelMatcher, Prepaid
+from .types import Group, Key
 
 _HASH = re.compile(r"^sha256:([0-9a-f]{64})$")
 
@@ -24,6 +24,7 @@ class KeyCompiler:
         self.raw, self.error = raw, error
         self.groups: dict[str, GroupRuntime] = {}
         self.matchers: dict[tuple[str, ...], ModelMatcher] = {}
+        self._raw_groups: dict[str, Group] | None = None
 
     def compile_groups(self) -> dict[str, GroupRuntime]:
         for located in self.raw.groups:
@@ -97,7 +98,15 @@ class KeyCompiler:
             model_limits=dict(k.model_limits),
             price_multiplier=k.price_multiplier,
             disabled=k.disabled,
+            prepaid=prepaid_terms(k, self.raw_group(k.group)),
         )
+
+    def raw_group(self, name: str | None) -> Group | None:
+        if name is None:
+            return None
+        if self._raw_groups is None:
+            self._raw_groups = {g.name: g.item for g in self.raw.groups}
+        return self._raw_groups.get(name)
 
     def matcher(self, patterns: list[str]) -> ModelMatcher:
         if not patterns:
@@ -108,3 +117,13 @@ class KeyCompiler:
         if found is None:
             found = self.matchers[key] = ModelMatcher(key)
         return found
+
+
+def prepaid_terms(key: Key, group: Group | None) -> Prepaid | None:
+    """A key's own billing fields win over its group's; postpaid (None) unless one says prepaid."""
+    billing = key.billing or (group.billing if group is not None else "postpaid")
+    if billing != "prepaid":
+        return None
+    limit = key.credit_limit if key.credit_limit is not None else group.credit_limit if group else 0.0
+    low = key.low_balance_usd if key.low_balance_usd is not None else group.low_balance_usd if group else None
+    return Prepaid(limit, low)

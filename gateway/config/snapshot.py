@@ -89,6 +89,15 @@ class GroupRuntime:
 
 
 @dataclass(frozen=True, slots=True)
+class Prepaid:
+    """A prepaid key's terms (docs/credits.md): requests spend its credit balance, which may
+    go down to -credit_limit; below low_balance_usd it is reported as low."""
+
+    credit_limit: float = 0.0
+    low_balance_usd: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class KeyRuntime:
     id: str
     group: GroupRuntime | None
@@ -101,6 +110,7 @@ class KeyRuntime:
     model_limits: dict[str, Limits]
     price_multiplier: float
     disabled: bool
+    prepaid: Prepaid | None = None  # None: postpaid (billed after use, as budgets allow)
 
     def allows_model(self, model: str) -> bool:
         if self.models.patterns:

@@ -176,6 +176,9 @@ class Budget(Base):
     period: Period = "month"
 
 
+Billing = Literal["postpaid", "prepaid"]
+
+
 class Group(Base):
     price_multiplier: NonNegFloat = 1.0
     models: list[str] = []  # allow-list of globs; empty means every model
@@ -183,6 +186,10 @@ class Group(Base):
     model_limits: dict[str, Limits] = {}
     budget: Budget | None = None
     description: str = ""
+    # prepaid: requests spend the key's credit balance (docs/credits.md); a key may override
+    billing: Billing = "postpaid"
+    credit_limit: NonNegFloat = 0.0  # USD a prepaid key may go below zero (overdraft)
+    low_balance_usd: NonNegFloat | None = None  # alert when a prepaid balance falls below this
 
 
 class Key(Base):
@@ -198,6 +205,10 @@ class Key(Base):
     model_limits: dict[str, Limits] = {}
     price_multiplier: NonNegFloat = 1.0
     disabled: bool = False
+    # unset: as the key's group says (postpaid without a group); see Group
+    billing: Billing | None = None
+    credit_limit: NonNegFloat | None = None
+    low_balance_usd: NonNegFloat | None = None
 
 
 class AdminKey(Base):

@@ -14,11 +14,11 @@ from ..config.reload import PolicyStore
 from ..providers.transport.clients import make_upstream_client
 from ..redact import redact_logs
 from ..settings import ServeSettings
+from ..usage.credits_client import LedgerCredits
 from ..usage.ledger import Ledger
 from .envelope import serve
 from .intake import stop_deadlines
 from .midjourney import poller
-from .realtime.endpoint import serve_ws
 from .routes import find
 from .rsgi import Proto, Scope
 from .state import Recorder, WorkerState
@@ -57,7 +57,7 @@ class App:
             )
             await ledger.start()
             recorder = ledger
-        limiter = await make_limiter(settings, ledger)
+        limiter = await make_limiter(settings, ledger, LedgerCredits(ledger) if ledger is not None else None)
         self.state = WorkerState(
             settings, store, make_upstream_client(settings.transport, settings.pool_size), recorder, limiter
         )
@@ -89,9 +89,6 @@ class App:
     async def __rsgi__(self, scope: Scope, proto: Proto) -> None:
         state = self.state
         assert state is not None, "worker not initialised"
-        if getattr(scope, "proto", "http") == "ws":  # a WebSocket upgrade: the Realtime API
-            await serve_ws(state, scope, proto)  # type: ignore[arg-type]
-            return
         await serve(find(scope.method, scope.path), state, scope, proto)
 
 

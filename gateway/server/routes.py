@@ -7,13 +7,11 @@ Exact paths are looked up by (method, path); paths that carry a model or a task 
 
 from __future__ import annotations
 
-from ..console.handler import Console
 from ..errors import GatewayError, MethodNotAllowed, NotFound
-from . import admin, count_tokens, native
+from . import admin, count_tokens, credits, native
 from .envelope import Call, Endpoint
 from .http import family_of
 from .midjourney import endpoints as midjourney
-from .realtime import endpoint as realtime
 from .relay import relay_endpoint
 
 RELAYED = (
@@ -35,13 +33,13 @@ EXACT.update({
     ("POST", "/v1/messages"): relay_endpoint("messages", native.prepare_anthropic, "anthropic"),
     ("POST", "/v1/messages/count_tokens"): count_tokens.anthropic_count_tokens,  # free: not billed
     ("GET", "/v1/models"): Endpoint(admin.list_models),
-    ("GET", "/v1/realtime"): Endpoint(realtime.http_get),  # without an upgrade: a 426 that says how
-    ("POST", "/v1/realtime/client_secrets"): realtime.CLIENT_SECRETS,
     ("GET", "/healthz"): Endpoint(admin.healthz),
     ("GET", "/readyz"): Endpoint(admin.readyz),
     ("GET", "/metrics"): Endpoint(admin.metrics),
     ("GET", "/admin/policy"): Endpoint(admin.policy_status),
     ("POST", "/admin/usage/query"): Endpoint(admin.usage_query),
+    ("POST", "/admin/credits"): Endpoint(credits.top_up),
+    ("POST", "/v1/dashboard/redeem"): Endpoint(credits.redeem),
 })
 EXACT.update({("POST", path): e for path, e in midjourney.POST_ROUTES.items()})
 GEMINI = native.GeminiRoutes(
@@ -50,14 +48,7 @@ GEMINI = native.GeminiRoutes(
     {v: relay_endpoint(v, native.prepare_gemini, "gemini") for v in native.EMBED_VERBS},
 )
 RETRIEVE_MODEL = Endpoint(admin.retrieve_model)
-CONSOLE = Console()  # the web console (gateway/console/): its own pages, sessions and errors
-
-
-async def _console(call: Call) -> None:
-    await CONSOLE.handle(call.state, call.snap, call.scope, call.proto)
-
-
-CONSOLE_ENDPOINT = Endpoint(_console)
+CREDIT_BALANCE = Endpoint(credits.balance)
 
 
 def find(method: str, path: str) -> Endpoint:
@@ -67,8 +58,8 @@ def find(method: str, path: str) -> Endpoint:
         return endpoint
     if method == "GET" and path.startswith("/v1/models/"):
         return RETRIEVE_MODEL
-    if path == "/console" or path.startswith("/console/"):
-        return CONSOLE_ENDPOINT
+    if method == "GET" and path.startswith(credits.PREFIX):
+        return CREDIT_BALANCE
     return midjourney.dynamic_route(method, path) or Endpoint(_no_route, family_of(path))
 
 

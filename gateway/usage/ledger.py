@@ -115,6 +115,14 @@ class Ledger:
             raise InvalidRequest(f"usage query failed: {answer['error']}", param="sql")
         return answer
 
+    async def ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One request of the owner's protocol (owner.py), with this worker's latest rows loaded
+        first (credits_client.py uses it: a balance counts every request recorded until now).
+        Raises LedgerUnavailable."""
+        if not self._cut.locked():
+            self.spool.rotate(force=True)
+        return await self._ask(request)
+
     async def spend_since(
         self, kind: str, ident: str, since: dt.datetime, on_cut: Callable[[], None] | None = None
     ) -> Decimal:

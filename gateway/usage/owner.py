@@ -5,6 +5,8 @@ and answers queries for all of them on a Unix socket; the others retry the lock 
 Protocol on the socket: one JSON request line, one JSON answer line.
   {"op": "query", "sql": ...}  {"op": "export", "out": ..., "format": ..., "sql": ...}
   {"op": "spend", "kind": "key"|"group", "ident": ..., "since": ISO-8601}
+  credit_add, credit_list, credit_total, codes_add, redeem: see credits_store.py (each write is
+  committed and checkpointed before the answer)
 """
 
 from __future__ import annotations
