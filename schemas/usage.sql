@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS usage (
     "usage_source"       VARCHAR,  -- upstream | estimated (stream cut without a usage chunk) | none
     "latency_ms"         DOUBLE,
     "ttft_ms"            DOUBLE,
-    "policy_revision"    VARCHAR  -- revision of the policy bundle that priced the request
+    "policy_revision"    VARCHAR,  -- revision of the policy bundle that priced the request
+    "session_id"         VARCHAR  -- Realtime API session (one row per response in it); NULL otherwise
 );
 
 -- Rows older than settings.usage.retention_days are folded in here, then deleted from usage.

@@ -19,6 +19,7 @@ from ..usage.ledger import Ledger
 from .envelope import serve
 from .intake import stop_deadlines
 from .midjourney import poller
+from .realtime.endpoint import serve_ws
 from .routes import find
 from .rsgi import Proto, Scope
 from .state import Recorder, WorkerState
@@ -89,6 +90,9 @@ class App:
     async def __rsgi__(self, scope: Scope, proto: Proto) -> None:
         state = self.state
         assert state is not None, "worker not initialised"
+        if getattr(scope, "proto", "http") == "ws":  # a WebSocket upgrade: the Realtime API
+            await serve_ws(state, scope, proto)  # type: ignore[arg-type]
+            return
         await serve(find(scope.method, scope.path), state, scope, proto)
 
 

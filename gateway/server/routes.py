@@ -12,6 +12,7 @@ from . import admin, count_tokens, credits, native
 from .envelope import Call, Endpoint
 from .http import family_of
 from .midjourney import endpoints as midjourney
+from .realtime import endpoint as realtime
 from .relay import relay_endpoint
 
 RELAYED = (
@@ -33,6 +34,8 @@ EXACT.update({
     ("POST", "/v1/messages"): relay_endpoint("messages", native.prepare_anthropic, "anthropic"),
     ("POST", "/v1/messages/count_tokens"): count_tokens.anthropic_count_tokens,  # free: not billed
     ("GET", "/v1/models"): Endpoint(admin.list_models),
+    ("GET", "/v1/realtime"): Endpoint(realtime.http_get),  # without an upgrade: a 426 that says how
+    ("POST", "/v1/realtime/client_secrets"): realtime.CLIENT_SECRETS,
     ("GET", "/healthz"): Endpoint(admin.healthz),
     ("GET", "/readyz"): Endpoint(admin.readyz),
     ("GET", "/metrics"): Endpoint(admin.metrics),

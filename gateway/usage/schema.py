@@ -31,6 +31,7 @@ COLUMNS: dict[str, str] = {
     "latency_ms": "DOUBLE",
     "ttft_ms": "DOUBLE",
     "policy_revision": "VARCHAR",
+    "session_id": "VARCHAR",
 }
 
 _COMMENTS = {
@@ -51,6 +52,7 @@ _COMMENTS = {
     "cost_usd": "exact price; NULL when no price is known (lenient pricing)",
     "usage_source": "upstream | estimated (stream cut without a usage chunk) | none",
     "policy_revision": "revision of the policy bundle that priced the request",
+    "session_id": "Realtime API session (one row per response in it); NULL otherwise",
 }
 
 
