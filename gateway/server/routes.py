@@ -7,6 +7,7 @@ Exact paths are looked up by (method, path); paths that carry a model or a task 
 
 from __future__ import annotations
 
+from ..console.handler import Console
 from ..errors import GatewayError, MethodNotAllowed, NotFound
 from . import admin, count_tokens, credits, native
 from .envelope import Call, Endpoint
@@ -52,6 +53,14 @@ GEMINI = native.GeminiRoutes(
 )
 RETRIEVE_MODEL = Endpoint(admin.retrieve_model)
 CREDIT_BALANCE = Endpoint(credits.balance)
+CONSOLE = Console()  # the web console (gateway/console/): its own pages, sessions and errors
+
+
+async def _console(call: Call) -> None:
+    await CONSOLE.handle(call.state, call.snap, call.scope, call.proto)
+
+
+CONSOLE_ENDPOINT = Endpoint(_console)
 
 
 def find(method: str, path: str) -> Endpoint:
@@ -63,6 +72,8 @@ def find(method: str, path: str) -> Endpoint:
         return RETRIEVE_MODEL
     if method == "GET" and path.startswith(credits.PREFIX):
         return CREDIT_BALANCE
+    if path == "/console" or path.startswith("/console/"):
+        return CONSOLE_ENDPOINT
     return midjourney.dynamic_route(method, path) or Endpoint(_no_route, family_of(path))
 
 

@@ -199,7 +199,8 @@ class LedgerStore:
             raise
         return int(row[0]) if row else 0
 
-    def export(self, out: Path, fmt: str, sql: str = "SELECT * FROM usage ORDER BY started_at") -> int:
+    def export(self, out: Path, fmt: str, sql: str = "SELECT * FROM usage ORDER BY started_at",
+               params: list[Any] | None = None) -> int:
         """Write a query's result as Parquet or CSV to `out`; returns the number of rows. The query
         runs on a read-only reader (readonly_query.py) whose only writable place is a fresh
         staging directory under the export directory."""
@@ -210,7 +211,7 @@ class LedgerStore:
             self._release()  # this reader writes its file: it cannot be the query reader
             reader = open_reader(self.path, writable_dir=staging)
             try:
-                rows = copy_select(reader, sql, staging / f"export.{fmt}", fmt, self.query_timeout_s)
+                rows = copy_select(reader, sql, staging / f"export.{fmt}", fmt, self.query_timeout_s, params)
             finally:
                 reader.close()
             shutil.move(staging / f"export.{fmt}", out)
@@ -270,7 +271,11 @@ def dispatch(store: LedgerStore, request: dict[str, Any]) -> dict[str, Any]:
             return store.query(str(request["sql"]))
         if op == "export":
             sql = str(request.get("sql") or "SELECT * FROM usage ORDER BY started_at")
-            return {"rows": store.export(Path(request["out"]), str(request["format"]), sql)}
+            params = list(request.get("params") or [])  # the console's bound filter values
+            return {"rows": store.export(Path(request["out"]), str(request["format"]), sql, params)}
+        if op == "queries":  # fixed SQL with bound parameters, several in one call (console pages)
+            return {"results": [store.query(str(q["sql"]), list(q.get("params") or []))
+                                for q in request["queries"]]}
         if op == "spend":
             since = dt.datetime.fromisoformat(str(request["since"]))
             return {"spend": str(store.spend_since(str(request["kind"]), str(request["ident"]), since))}
