@@ -104,8 +104,30 @@ def redis_server() -> Iterator[str]:
         proc.wait(10)
 
 
-def measure(workers: int, idle: float, redis_url: str | None, request_first: bool = True) -> tuple[float, list[Mem]]:
-    """`request_first=False`: no chat request (the ledger stays empty); the time is to /readyz."""
+def tree(root: int) -> list[Mem]:
+    mems = []
+    for pid in sorted(group_pids(root)):
+        with contextlib.suppress(OSError):
+            mems.append(Mem(pid, role(pid, root), *smaps(pid)))
+    return mems
+
+
+def released(root: int, wait: float) -> list[Mem]:
+    """The tree once the ledger owner has let DuckDB go (`ledger_idle_release_s`), polled until
+    the owner's RSS falls under 50 MB or `wait` seconds pass."""
+    deadline = time.monotonic() + wait
+    while True:
+        mems = tree(root)
+        owner = [m for m in mems if m.role.startswith("ledger owner")]
+        if not owner or owner[0].rss < 50 * MB or time.monotonic() > deadline:
+            return mems
+        time.sleep(0.5)
+
+
+def measure(workers: int, idle: float, redis_url: str | None, request_first: bool = True,
+            release_wait: float = 0.0) -> tuple[float, list[Mem], list[Mem] | None]:
+    """`request_first=False`: no chat request (the ledger stays empty); the time is to /readyz.
+    `release_wait`: also measure the tree after the owner's idle release, waiting up to this long."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="tg-mem-") as data:
         argv = [str(TOLLGATE), "serve", "--policies", str(ROOT / "policies"), "--data-dir", data,
@@ -134,11 +156,8 @@ def measure(workers: int, idle: float, redis_url: str | None, request_first: boo
             while request(port, "GET", "/readyz") != 200:
                 time.sleep(0.05)
             time.sleep(idle)
-            mems = []
-            for pid in sorted(group_pids(proc.pid)):
-                with contextlib.suppress(OSError):
-                    mems.append(Mem(pid, role(pid, proc.pid), *smaps(pid)))
-            return first, mems
+            busy = tree(proc.pid)
+            return first, busy, released(proc.pid, release_wait) if release_wait else None
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -160,24 +179,36 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=1, help="start-ups per worker count (median time)")
     parser.add_argument("--no-request", action="store_true",
                         help="send no chat request: memory with an empty ledger, time to /readyz")
+    parser.add_argument("--release-wait", type=float, default=45.0,
+                        help="after the first reading, wait up to this long for the ledger owner's idle "
+                        "release (ledger_idle_release_s, default 30 s) and read again; 0: do not")
     args = parser.parse_args()
     for workers in (int(w) for w in args.workers.split(",")):
         times = []
         mems: list[Mem] = []
+        after: list[Mem] | None = None
         with contextlib.ExitStack() as stack:
             redis_url = stack.enter_context(redis_server()) if workers > 1 else None
             for _ in range(args.reps):
-                first, mems = measure(workers, args.idle, redis_url, not args.no_request)
+                first, mems, after = measure(workers, args.idle, redis_url, not args.no_request,
+                                             args.release_wait)
                 times.append(first)
         spread = f" (min {min(times):.2f}, max {max(times):.2f} s)" if len(times) > 1 else ""
         what = "/readyz (no chat request sent)" if args.no_request else "first answered request"
         print(f"\n--workers {workers}: {what} {statistics.median(times):.2f} s after start{spread}")
-        print(f"{'process':<30} {'pid':>7} {'RSS MB':>8} {'PSS MB':>8} {'private MB':>11}")
-        for m in mems:
-            print(f"{m.role:<30} {m.pid:>7} {m.rss / MB:>8.1f} {m.pss / MB:>8.1f} {m.private / MB:>11.1f}")
-        total = [sum(getattr(m, f) for m in mems) / MB for f in ("rss", "pss", "private")]
-        print(f"{'total':<30} {'':>7} {total[0]:>8.1f} {total[1]:>8.1f} {total[2]:>11.1f}")
+        show(f"{args.idle:g} s after it", mems)
+        if after is not None:
+            show("idle, after the ledger owner let DuckDB go", after)
     return 0
+
+
+def show(title: str, mems: list[Mem]) -> None:
+    print(f"  {title}:")
+    print(f"{'process':<30} {'pid':>7} {'RSS MB':>8} {'PSS MB':>8} {'private MB':>11}")
+    for m in mems:
+        print(f"{m.role:<30} {m.pid:>7} {m.rss / MB:>8.1f} {m.pss / MB:>8.1f} {m.private / MB:>11.1f}")
+    total = [sum(getattr(m, f) for m in mems) / MB for f in ("rss", "pss", "private")]
+    print(f"{'total':<30} {'':>7} {total[0]:>8.1f} {total[1]:>8.1f} {total[2]:>11.1f}")
 
 
 if __name__ == "__main__":

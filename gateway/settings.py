@@ -56,6 +56,9 @@ class ServeSettings(BaseSettings):
     ledger: bool = True
     # spool rotation and ingest period; rows reach DuckDB within about twice this
     ledger_interval_s: float = 0.5
+    # The ledger owner lets DuckDB's memory go (~75 MB) after this long without rows to ingest or
+    # queries to answer, and loads it again on the next one (~0.3 s, off the request path); 0: never.
+    ledger_idle_release_s: float = Field(default=30.0, ge=0)
     # Trust X-Forwarded-For for the client address (behind a reverse proxy only).
     trust_forwarded: bool = False
     # Rate-limit / budget counters: per process ("memory"), or shared by workers and machines.

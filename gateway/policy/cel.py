@@ -20,6 +20,8 @@ from celpy.evaluation import CELEvalError
 from lark import Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedToken
 
+from . import cel_parser
+
 # What rules may read: root -> its fields (an empty set means a scalar such as `now`).
 RULE_VARIABLES: Mapping[str, frozenset[str]] = {
     "request": frozenset(
@@ -52,6 +54,7 @@ def environment() -> celpy.Environment:
     """One shared Environment: creating one costs ~150 ms."""
     global _env
     if _env is None:
+        cel_parser.install()  # the grammar analysis from Lark's cache, not redone per process
         _env = celpy.Environment()
     return _env
 

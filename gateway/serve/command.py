@@ -163,6 +163,8 @@ def ingester_command(settings: ServeSettings) -> list[str]:
         str(settings.policies),
         "--interval",
         str(settings.ledger_interval_s),
+        "--idle-release",
+        str(settings.ledger_idle_release_s),
     ]
     if settings.usage_parquet_dir is None:
         cmd.append("--no-parquet")  # read here already: the owner need not load the settings again

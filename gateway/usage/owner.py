@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -61,18 +62,21 @@ class Owner:
         self.store: LedgerStore | None = None
         self._sink: ParquetSink | None = None
         self._server: asyncio.AbstractServer | None = None
+        self._listener: socket.socket | None = None
         self._last_retention = 0.0
+        self._active = 0  # socket requests being answered
+        self.last_work = time.monotonic()  # last ingested row or answered request
 
-    async def start(self) -> None:
+    async def start(self, listen_fd: int | None = None) -> None:
+        """`listen_fd`: the socket this process inherited from itself before an idle release."""
         self._sink = resolve_sink(self._parquet)
         if self._sink is not None:  # its outbox may hold rows a crashed owner did not export
             await self._open()
         await self.ingest()
-        path = socket_path(self.data_dir)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        self._server = await asyncio.start_unix_server(self._serve, path=path, limit=1 << 24)
-        os.chmod(path, 0o600)  # the ledger answers its own user only
+        self._listener = _listener(self.data_dir) if listen_fd is None else socket.socket(fileno=listen_fd)
+        self._server = await asyncio.start_unix_server(self._serve, sock=self._listener, limit=1 << 24)
+        if listen_fd is not None:
+            return
         log.info("usage ledger owned by pid %d (%s)", os.getpid(), self.data_dir / "usage.duckdb")
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -89,6 +93,12 @@ class Owner:
         if self.store is None and not await self._call(ready_segments, self.spool_dir):
             return 0  # nothing to load: DuckDB stays unloaded
         store = await self._open()
+        added = await self._ingest(store)
+        if added:
+            self.last_work = time.monotonic()
+        return added
+
+    async def _ingest(self, store: LedgerStore) -> int:
 
         def work() -> int:
             added = store.ingest(ready_segments(self.spool_dir))
@@ -108,6 +118,14 @@ class Owner:
         return dict(await self._call(dispatch, store, request))
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._active += 1
+        try:
+            await self._answer(reader, writer)
+        finally:
+            self._active -= 1
+            self.last_work = time.monotonic()
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             line = await reader.readline()
             request = msgspec.json.decode(line) if line else {}
@@ -120,6 +138,28 @@ class Owner:
             await writer.drain()
         writer.close()
 
+    def idle_for(self) -> float:
+        """Seconds since DuckDB last had work; 0 while it is not loaded or a request runs."""
+        if self.store is None or self._active or self._sink is not None:
+            return 0.0  # (a Parquet sink exports on a timer: it keeps DuckDB)
+        return time.monotonic() - self.last_work
+
+    async def release(self) -> tuple[int, int]:
+        """Stop, keeping the lock and the listening socket for the next process image: the lock's
+        and a duplicate of the socket's descriptors, both inheritable. Connections that arrive
+        meanwhile wait in the socket's backlog."""
+        assert self._listener is not None and self._server is not None
+        listen_fd = os.dup(self._listener.fileno())
+        self._server.close()
+        await self._server.wait_closed()
+        if self.store is not None:
+            await self._ingest(self.store)
+            await self._call(self.store.close)
+        self._db.shutdown(wait=True)
+        os.set_inheritable(listen_fd, True)
+        os.set_inheritable(self._lock_fd, True)
+        return self._lock_fd, listen_fd
+
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
@@ -131,3 +171,14 @@ class Owner:
             await self._call(self.store.close)
         self._db.shutdown(wait=True)
         os.close(self._lock_fd)  # releases the flock
+
+
+def _listener(data_dir: Path) -> socket.socket:
+    path = socket_path(data_dir)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(path)
+    os.chmod(path, 0o600)  # the ledger answers its own user only
+    sock.listen(128)
+    return sock
