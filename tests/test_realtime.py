@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -21,7 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from tests.conftest import key_hash
 from tests.fakes.realtime_upstream import FakeRealtime
 from tests.fakes.threaded import wait_for
-from tests.gateway_process import GatewayProcess
+from tests.gateway_process import ROOT, GatewayProcess
 
 MAX_FRAME = 65536
 # USAGE of the fake, priced below: 20 uncached text in x 4 + 20 cached x 0.4 + 60 audio in x 32
@@ -87,8 +89,14 @@ limits = {{ concurrency = 1 }}
 id = "budgeted"
 hash = "{budgeted}"
 budget = {{ usd = 0.005, period = "month" }}
+
+[[key]]
+id = "prepaid"
+hash = "{prepaid}"
+billing = "prepaid"
 """
-KEYS = {"voice": "tg-voice", "textonly": "tg-text", "single": "tg-single", "budgeted": "tg-budget"}
+KEYS = {"voice": "tg-voice", "textonly": "tg-text", "single": "tg-single", "budgeted": "tg-budget",
+        "prepaid": "tg-prepaid"}
 
 
 @pytest.fixture(scope="module")
@@ -336,33 +344,47 @@ def test_an_open_session_holds_a_concurrency_slot(gateway: GatewayProcess) -> No
     assert after == 101 or wait_for(lambda: asyncio.run(attempt()) == 101, 10)
 
 
-def test_budget_spent_mid_session_ends_it_after_the_response(gateway: GatewayProcess) -> None:
-    async def session() -> tuple[int, dict[str, Any]]:
-        async with connect(gateway, "tg-budget") as ws:
-            done = 0
-            for _ in range(3):
-                await ws.send(json.dumps({"type": "response.create"}))
-                event: dict[str, Any] = {}
-                while event.get("type") not in ("response.done", "error"):
-                    event = json.loads(await ws.recv())
-                if event["type"] == "error":
-                    return done, event
-                done += 1
-            return done, {}
+async def responses_until_error(gw: GatewayProcess, key: str, most: int = 4) -> tuple[int, dict[str, Any]]:
+    """response.create after response.create: how many were answered before an `error` event."""
+    async with connect(gw, key) as ws:
+        for done in range(most):
+            await ws.send(json.dumps({"type": "response.create"}))
+            event: dict[str, Any] = {}
+            while event.get("type") not in ("response.done", "error"):
+                event = json.loads(await ws.recv())
+            if event["type"] == "error":
+                return done, event
+        return most, {}
 
-    done, event = asyncio.run(session())
-    assert done == 2  # 0.004728 < 0.005 after the first; the second spends it
-    assert event["error"]["code"] == "budget_exceeded"
 
-    async def again() -> int:
+def status_at_connect(gw: GatewayProcess, key: str) -> int:
+    async def attempt() -> int:
         try:
-            async with connect(gateway, "tg-budget"):
+            async with connect(gw, key):
                 return 101
         except InvalidStatus as refused:
             return refused.response.status_code
 
-    assert asyncio.run(again()) == 429
+    return asyncio.run(attempt())
+
+
+def test_budget_spent_mid_session_ends_it_after_the_response(gateway: GatewayProcess) -> None:
+    done, event = asyncio.run(responses_until_error(gateway, "tg-budget"))
+    assert done == 2  # 0.004728 < 0.005 after the first; the second spends it
+    assert event["error"]["code"] == "budget_exceeded"
+    assert status_at_connect(gateway, "tg-budget") == 429
     assert len(rows(gateway, "key_id = 'budgeted' and status = 200", 2)) == 2
+
+
+def test_prepaid_balance_spent_mid_session(gateway: GatewayProcess) -> None:
+    assert status_at_connect(gateway, "tg-prepaid") == 402  # no credits yet
+    subprocess.run([sys.executable, "-m", "gateway", "credits", "add", "prepaid", "0.006", "--note", "test",
+                    "--data-dir", str(gateway.data_dir), "--policies", str(gateway.policies)], cwd=ROOT, check=True, capture_output=True, timeout=60)
+    assert wait_for(lambda: status_at_connect(gateway, "tg-prepaid") == 101, 20)
+    done, event = asyncio.run(responses_until_error(gateway, "tg-prepaid"))
+    assert done == 2  # 0.006 of credits: the second response (0.009456 in all) overdraws it
+    assert event["error"]["code"] == "budget_exceeded"
+    assert status_at_connect(gateway, "tg-prepaid") == 402
 
 
 def test_ledger_has_the_session_column(gateway: GatewayProcess) -> None:

@@ -48,6 +48,7 @@ class Ticket:
     reserved: int
     spend_keys: list[tuple[str, int]]  # state key, expire-at
     held: list[str]  # spend keys holding a cost reservation under `lease`
+    credits: int = 0  # prepaid: the key's credits (nano-USD) when admitted (`charge` compares)
 
 
 def to_nano(usd: Decimal | None) -> int:
@@ -153,6 +154,8 @@ class EnforcingLimiter:
                                      grant.held, reserve)
             raise refusal(plan, grant, windows, estimate_tokens, reserve)
         ticket = Ticket(plan, ask.lease, estimate_tokens, spend_keys, held)
+        if plan.credit_args:
+            ticket.credits = grant.credits[0]
         headers = rate_headers(plan, grant) if plan.header_groups else []
         if plan.credit_args:  # the balance before this request: credits - spend
             balance = grant.credits[0] - grant.spend[plan.credit_args[0][0]]
@@ -220,6 +223,40 @@ class EnforcingLimiter:
             self._log_outage(exc, "usage of a realtime response was not counted")
             return True
         return all(limit < 0 or value < limit for value, limit in zip(spent, plan.budget_nanos, strict=True))
+
+    async def charge(self, admission: Admission, record: Settled) -> bool:
+        """One part of a long admission's usage (a response of a Realtime API session): its
+        tokens go to the tpm buckets and the meter and its cost to the budgets, while the slot
+        and the reservation stay held until `settle`. False when a budget it is charged to is
+        now spent (the session should end)."""
+        ticket = admission.token
+        if not isinstance(ticket, Ticket):
+            return True
+        plan = ticket.plan
+        actual = record.prompt_tokens + record.completion_tokens
+        nano = to_nano(record.cost_usd)
+        charge = Settle(
+            [(k, limit, actual) for k, limit in plan.token_rates] if actual else (),
+            (),
+            [(k, nano, at) for k, at in ticket.spend_keys] if nano else (),
+            plan.meter,
+            actual,
+            ticket.lease,
+            (),
+        )
+        try:
+            if charge.tokens or charge.spend or (charge.meter and actual):
+                await self.store.release(charge)
+            if not ticket.spend_keys:
+                return True
+            spent, _, _ = await self.store.read([k for k, _ in ticket.spend_keys], None)
+        except StateUnavailable as exc:
+            self._log_outage(exc, "usage of a realtime response was not counted")
+            return True
+        limits = list(plan.budget_nanos)
+        for i, _ in plan.credit_args:  # prepaid: the overdraft plus the credits seen at admission
+            limits[i] += ticket.credits
+        return all(limit < 0 or value < limit for value, limit in zip(spent, limits, strict=True))
 
     async def usage(self, snapshot: Snapshot, key: KeyRuntime) -> UsageView | None:
         """What rules see as `usage`; None when no rule reads it (no store call)."""

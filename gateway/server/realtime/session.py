@@ -100,8 +100,8 @@ class Relay:
                     if '"response.' in data and not await self._watch(data):
                         await send_str(data)
                         return Ending(1008, "budget exhausted", error_event(
-                            "budget_exceeded", "a budget of this API key is spent; the session ended after "
-                            "the last response", "invalid_request_error"))
+                            "budget_exceeded", "a budget (or the prepaid balance) of this API key is spent; "
+                            "the session ended after the last response", "invalid_request_error"))
                     await send_str(data)
                 else:
                     await send_bytes(data)
