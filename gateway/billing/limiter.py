@@ -222,37 +222,6 @@ class EnforcingLimiter:
         except StateUnavailable as exc:
             self._log_outage(exc, "usage of a realtime response was not counted")
             return True
-        return all(limit < 0 or value < limit for value, limit in zip(spent, plan.budget_nanos, strict=True))
-
-    async def charge(self, admission: Admission, record: Settled) -> bool:
-        """One part of a long admission's usage (a response of a Realtime API session): its
-        tokens go to the tpm buckets and the meter and its cost to the budgets, while the slot
-        and the reservation stay held until `settle`. False when a budget it is charged to is
-        now spent (the session should end)."""
-        ticket = admission.token
-        if not isinstance(ticket, Ticket):
-            return True
-        plan = ticket.plan
-        actual = record.prompt_tokens + record.completion_tokens
-        nano = to_nano(record.cost_usd)
-        charge = Settle(
-            [(k, limit, actual) for k, limit in plan.token_rates] if actual else (),
-            (),
-            [(k, nano, at) for k, at in ticket.spend_keys] if nano else (),
-            plan.meter,
-            actual,
-            ticket.lease,
-            (),
-        )
-        try:
-            if charge.tokens or charge.spend or (charge.meter and actual):
-                await self.store.release(charge)
-            if not ticket.spend_keys:
-                return True
-            spent, _, _ = await self.store.read([k for k, _ in ticket.spend_keys], None)
-        except StateUnavailable as exc:
-            self._log_outage(exc, "usage of a realtime response was not counted")
-            return True
         limits = list(plan.budget_nanos)
         for i, _ in plan.credit_args:  # prepaid: the overdraft plus the credits seen at admission
             limits[i] += ticket.credits
