@@ -12,6 +12,7 @@ from typing import Protocol
 
 import msgspec
 
+from .envsubst import has_missing
 from .load import Loc
 from .types import BedrockProvider, VertexProvider
 
@@ -26,6 +27,8 @@ class Context(Protocol):
     def interpolate(self, text: str, loc: Loc, *sub: str | int) -> str: ...
 
     def error(self, loc: Loc, message: str, *sub: str | int) -> None: ...
+
+    def read_file(self, path: str) -> str: ...
 
 
 Warn = Callable[[Loc, str], None]
@@ -111,6 +114,9 @@ def _google(ctx: Context, spec: VertexProvider, loc: Loc, warn: Warn) -> dict[st
     if not spec.project:
         ctx.error(loc, f"vertex provider `{spec.id}` needs a project (a Google Cloud project id)", "project")
     where = "service_account_json"
+    raw = spec.service_account_json or spec.service_account_file
+    if ctx.allow_missing_env and raw and has_missing(raw, ctx.env, ctx.read_file):
+        return {}  # a placeholder, not the account: nothing to check
     if spec.service_account_json:
         text = ctx.interpolate(spec.service_account_json, loc, where)
     elif spec.service_account_file:
@@ -127,8 +133,6 @@ def _google(ctx: Context, spec: VertexProvider, loc: Loc, warn: Warn) -> dict[st
         message = (f"vertex provider `{spec.id}`: no Google credentials: set service_account_file "
                    "(a service account's JSON key) or service_account_json")
         warn(loc, message) if ctx.allow_missing_env else ctx.error(loc, message, where)
-        return {}
-    if not text:  # a missing ${VAR} under --allow-missing-env
         return {}
     try:
         sa = msgspec.json.decode(text, type=_ServiceAccount)
