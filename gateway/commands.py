@@ -14,9 +14,12 @@ from typing import Any
 import msgspec
 
 from .config import BundleError, Snapshot, load_snapshot
+from .config.snapshot import Route
 from .config.types import BundleFile
+from .core.family import family_of
+from .errors import GatewayError
 from .policy.context import Facts, KeyView, RequestView
-from .policy.rules import RuleFailed
+from .policy.rules import Decision, RuleFailed
 
 
 def check(args: argparse.Namespace) -> int:
@@ -144,7 +147,31 @@ def explain(args: argparse.Namespace) -> int:
     if decision.tags:
         print(f"tags: {', '.join(decision.tags)}")
     _print_route(snap, model)
+    if args.body is not None and model in snap.routes:
+        _print_bodies(snap, snap.routes[model], decision, args)
     return 0
+
+
+def _print_bodies(snap: Snapshot, route: Route, decision: Decision, args: argparse.Namespace) -> None:
+    """Each target's upstream body as the gateway would send it: translated, then shaped
+    (the alias's reasoning default, the rules' set_body, the provider's body table)."""
+    from .providers.codecs import NoCodec, codec_for  # only here: `tollgate check` stays light
+    from .providers.translate.codec import Outgoing
+    from .providers.translate.shaping import shape
+
+    endpoint = args.endpoint.removeprefix("/v1/").strip("/")
+    for t in (t for tier in route.tiers for t in tier):
+        provider = snap.providers[t.provider]
+        out = Outgoing(endpoint=endpoint, body=args.body.encode(), model=args.model, upstream_model=t.model,
+                       stream=args.stream, client_wants_usage=False, provider=provider)
+        try:
+            upstream, body = codec_for("openai", provider.kind, endpoint).request(out)
+            body = shape(body, family_of(provider.kind), upstream, reasoning=route.reasoning,
+                         rules=decision.body, provider=provider.body)
+        except (NoCodec, GatewayError) as exc:
+            print(f"upstream body for {t.provider}/{t.model}: cannot be built: {exc}")
+            continue
+        print(f"upstream body for {t.provider}/{t.model} ({upstream}): {snap.redactor.text(body.decode())}")
 
 
 def _print_route(snap: Snapshot, model: str) -> None:

@@ -83,7 +83,10 @@ def test_string_input_and_stream_ask_for_usage() -> None:
 
 def test_request_reaches_anthropic_with_system_and_tool_results() -> None:
     endpoint, doc = _chat(fixture("responses_request.json"), "anthropic")
-    assert endpoint == "messages" and doc["model"] == "up-model" and doc["max_tokens"] == 256
+    # reasoning.effort "low" is a 2048-token thinking budget, added to max_output_tokens 256
+    # (translate/reasoning.py): Anthropic needs max_tokens above the budget
+    assert endpoint == "messages" and doc["model"] == "up-model" and doc["max_tokens"] == 256 + 2048
+    assert doc["thinking"] == {"type": "enabled", "budget_tokens": 2048}
     assert "Answer briefly." in json.dumps(doc["system"])
     results = [b for m in doc["messages"] for b in m["content"] if isinstance(b, dict) and b["type"] == "tool_result"]
     assert [r["tool_use_id"] for r in results] == ["call_1", "call_2"]

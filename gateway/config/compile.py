@@ -16,7 +16,7 @@ from msgspec import structs
 from ..policy.cel import PRICE_VARIABLES, RULE_VARIABLES, CelCompileError, compile_expr
 from ..policy.rules import CompiledRule, RuleSet
 from ..redact import Redactor, is_secret_header
-from . import cloud
+from . import cloud, shaping
 from .envsubst import (
     BadReference,
     MissingEnv,
@@ -118,12 +118,16 @@ class Compiler:
         kind = type(spec).__struct_config__.tag
         assert isinstance(kind, str)
         base_url = self.interpolate(spec.base_url, loc, "base_url")
+        preset = shaping.preset_of(spec)
+        if preset is not None:
+            base_url = base_url or preset.base_url  # a set base_url wins over the preset's
+            shaping.check_preset(preset, spec, loc, self.error)
         keys = tuple(self.interpolate(k, loc, "api_keys", i) for i, k in enumerate(spec.api_keys))
         values = [(h, self.interpolate(v, loc, "headers", h)) for h, v in spec.headers.items()]
         headers = self.compile_headers(loc, values, "headers")
         self.secrets.update(keys)
         self.secrets.update(v for h, v in values if is_secret_header(h, spec.headers[h]))
-        if kind in URL_REQUIRED_KINDS and not spec.base_url:
+        if kind in URL_REQUIRED_KINDS and not spec.base_url and preset is None:
             self.error(loc, f'provider kind "{kind}" needs a base_url', "base_url")
         elif (
             base_url
@@ -151,6 +155,8 @@ class Compiler:
             model_map=dict(spec.model_map),
             spec=spec,
             credentials=credentials,
+            body=shaping.compile_body(spec.body, kind, loc, self.error),
+            preset=preset,
         )
 
     def read_file(self, path: str) -> str:
@@ -195,14 +201,15 @@ class Compiler:
         r, loc = located.item, located.loc
         actions = [
             name
-            for name in ("deny", "route", "set_model", "set_headers", "add_tags")
+            for name in ("deny", "route", "set_model", "set_headers", "add_tags", "set_body")
             if getattr(r, name) is not None
         ]
         if len(actions) != 1:
             found = ", ".join(actions) if actions else "none"
             self.error(
                 loc,
-                "a rule needs exactly one action (deny, route, set_model, set_headers, add_tags); "
+                "a rule needs exactly one action (deny, route, set_model, set_headers, add_tags, "
+                "set_body); "
                 f"found: {found}",
             )
             return None
@@ -224,6 +231,7 @@ class Compiler:
             set_model=r.set_model,
             set_headers=set_headers,
             add_tags=tuple(r.add_tags or ()),
+            set_body=shaping.compile_set_body(r.set_body, r.id, loc, self.error),
         )
 
     # prices ---------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from ..policy.cel import AFFINITY_VARIABLES, CelCompileError, CompiledExpr, compile_expr
 from .load import Located, ReportError
 from .snapshot import ProviderRuntime, Route, RouteTarget
 from .types import Alias
@@ -51,11 +52,23 @@ class RouteCompiler:
                 if fallback not in self.routes:
                     self.error(located.loc, f'unknown model or alias "{fallback}"', "fallbacks", i)
         self.check_cycles(aliases)
-        for name in aliases:
+        for name, located in aliases.items():
             chain = tuple(_flatten(name, aliases))
             route = self.routes[name]
-            self.routes[name] = Route(name, route.tiers, route.strategy, chain, is_alias=True)
+            self.routes[name] = Route(name, route.tiers, route.strategy, chain, is_alias=True,
+                                      reasoning=located.item.reasoning, affinity=self.affinity(located))
         return self.routes
+
+    def affinity(self, located: Located[Alias]) -> CompiledExpr | None:
+        """The alias's `affinity` CEL, compiled once here (routing/affinity.py evaluates it)."""
+        source = located.item.affinity
+        if source is None:
+            return None
+        try:
+            return compile_expr(source, AFFINITY_VARIABLES)
+        except CelCompileError as exc:
+            self.error(located.loc, f"affinity: CEL {exc}", "affinity")
+            return None
 
     def check_shadowing(self, located: Located[Alias], direct: Mapping[str, list[RouteTarget]]) -> None:
         """An alias named like a model a provider lists would silently replace that direct

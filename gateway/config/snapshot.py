@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ..core.body_override import BodyPatch
+from ..core.presets import Preset
 from ..policy.cel import CompiledExpr
 from ..policy.rules import RuleSet
 from ..redact import NOTHING, Redactor
@@ -56,6 +58,8 @@ class ProviderRuntime:
     spec: Provider  # kind-specific fields (azure deployments, mock latency, ...)
     # kind-specific secrets, `${...}` resolved (AWS keys, a Google service account's JSON): config/cloud.py
     credentials: dict[str, str] = field(default_factory=dict)
+    body: BodyPatch | None = None  # the provider's `body` table (core/body_override.py)
+    preset: Preset | None = None  # an openai-compatible preset's quirks (core/presets.py)
 
     def __repr__(self) -> str:  # never print the credentials
         return f"ProviderRuntime(id={self.id!r}, kind={self.kind!r}, base_url={self.base_url!r})"
@@ -76,6 +80,8 @@ class Route:
     strategy: str
     fallbacks: tuple[str, ...]  # other routes, in order, cycles removed
     is_alias: bool
+    reasoning: str | None = None  # the alias's default reasoning effort (translate/reasoning.py)
+    affinity: CompiledExpr | None = None  # the alias's affinity expression (routing/affinity.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,10 +9,12 @@ Unknown fields are rejected everywhere so a typo is an error, not a silently ign
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
+
+from ..core.presets import PresetName
 
 
 class Base(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
@@ -24,6 +26,14 @@ PositiveInt = Annotated[int, Meta(ge=1)]
 NonNegFloat = Annotated[float, Meta(ge=0)]
 Period = Literal["day", "week", "month", "total"]
 Strategy = Literal["weighted", "round_robin"]
+Reasoning = Literal["none", "minimal", "low", "medium", "high"]
+
+
+class BodyOverride(Base):
+    """`set`: fields deep-merged into the upstream body; `remove`: dotted paths dropped from it."""
+
+    set: dict[str, Any] = {}
+    remove: list[str] = []
 
 
 class Timeouts(Base):
@@ -45,6 +55,8 @@ class ProviderBase(Base):
     headers: dict[str, str] = {}
     # upstream model names differ from what clients call them: {"gpt-4o" = "gpt-4o-2024-08-06"}
     model_map: dict[str, str] = {}
+    # fields set in (deep-merged) or removed from every upstream body (docs/providers.md)
+    body: BodyOverride | None = None
 
 
 class OpenAIProvider(ProviderBase, tag_field="kind", tag="openai"):
@@ -52,7 +64,8 @@ class OpenAIProvider(ProviderBase, tag_field="kind", tag="openai"):
 
 
 class OpenAICompatibleProvider(ProviderBase, tag_field="kind", tag="openai-compatible"):
-    pass
+    # a known service: its base URL (unless base_url is set) and quirks (gateway/core/presets.py)
+    preset: PresetName | None = None
 
 
 class AzureProvider(ProviderBase, tag_field="kind", tag="azure"):
@@ -136,6 +149,10 @@ class Alias(Base):
     fallbacks: list[str] = []
     strategy: Strategy = "weighted"
     description: str = ""
+    # reasoning effort applied when the client sets none (mapped per upstream family)
+    reasoning: Reasoning | None = None
+    # CEL over `request` and `key`: requests with the same value go to the same target and key
+    affinity: str | None = None
 
 
 class PriceTier(Base):
@@ -227,6 +244,7 @@ class Rule(Base):
     set_model: str | None = None
     set_headers: dict[str, str] | None = None
     add_tags: list[str] | None = None
+    set_body: dict[str, Any] | None = None  # deep-merged into the upstream body (after translation)
     description: str = ""
 
 

@@ -31,6 +31,11 @@ RULE_VARIABLES: Mapping[str, frozenset[str]] = {
     "usage": frozenset({"spend_usd", "budget_usd", "budget_fraction", "rpm", "tpm"}),
     "now": frozenset(),
 }
+# What an alias's `affinity` may read (evaluated after admission, before the upstream call).
+AFFINITY_VARIABLES: Mapping[str, frozenset[str]] = {
+    "request": RULE_VARIABLES["request"],
+    "key": RULE_VARIABLES["key"],
+}
 PRICE_VARIABLES: Mapping[str, frozenset[str]] = {
     "tokens": frozenset({"prompt", "completion", "cached", "total"}),
     "model": frozenset(),

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
+from ..core.body_override import BodyPatch
 from .cel import CelEvalError, CompiledExpr, Lookup, hashable
 
 
@@ -27,6 +28,7 @@ class CompiledRule:
     set_model: str | None = None
     set_headers: tuple[tuple[str, str], ...] = ()
     add_tags: tuple[str, ...] = ()
+    set_body: BodyPatch | None = None  # accumulates, like set_headers
 
     @property
     def decisive(self) -> bool:
@@ -42,6 +44,7 @@ class Decision:
     set_model: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
     tags: tuple[str, ...] = ()
+    body: tuple[BodyPatch, ...] = ()  # set_body of every matching rule, in order
 
 
 NO_DECISION = Decision()
@@ -110,6 +113,7 @@ class RuleSet:
         matched: list[str] = []
         headers: dict[str, str] = {}
         tags: list[str] = []
+        body: list[BodyPatch] = []
         for rule, pick in zip(self.rules, self.pickers, strict=True):
             hit = rule.expr.memo.get(pick(keys), _MISS) if rule.expr.pure else _MISS
             if hit is _MISS:
@@ -119,6 +123,8 @@ class RuleSet:
             matched.append(rule.id)
             headers.update(rule.set_headers)
             tags.extend(t for t in rule.add_tags if t not in tags)
+            if rule.set_body is not None:
+                body.append(rule.set_body)
             if rule.decisive:
                 return Decision(
                     matched=tuple(matched),
@@ -128,8 +134,10 @@ class RuleSet:
                     set_model=rule.set_model,
                     headers=tuple(headers.items()),
                     tags=tuple(tags),
+                    body=tuple(body),
                 )
-        return Decision(matched=tuple(matched), headers=tuple(headers.items()), tags=tuple(tags))
+        return Decision(matched=tuple(matched), headers=tuple(headers.items()), tags=tuple(tags),
+                        body=tuple(body))
 
     @staticmethod
     def _run(rule: CompiledRule, pick: Callable[[list[Any]], tuple[Any, ...]], raw: list[Any],

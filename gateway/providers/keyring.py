@@ -8,6 +8,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+from ..routing.affinity import pinned_keys
+
 _KEYLESS = ("",)
 
 
@@ -19,14 +21,15 @@ class KeyRing:
         self._next = 0
         self._benched: dict[int, float] = {}
 
-    def rotation(self) -> Iterator[str]:
+    def rotation(self, affinity: str | None = None) -> Iterator[str]:
         """The keys to try for one request: each usable key at most once, starting one further
-        on each request (round robin)."""
+        on each request (round robin), or, with an affinity key, in its pinned order."""
         n = len(self.keys)
         start, self._next = self._next, self._next + 1
         seen: set[str] = set()  # a key listed twice is still one key
+        order = pinned_keys(self.keys, affinity) if affinity is not None and n > 1 else None
         for k in range(n):
-            i = (start + k) % n
+            i = order[k] if order is not None else (start + k) % n
             key = self.keys[i]
             if key in seen or self._benched.get(i, 0.0) > time.monotonic():
                 continue

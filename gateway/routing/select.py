@@ -7,6 +7,7 @@ import random
 from collections.abc import Iterator
 
 from ..config.snapshot import Route, RouteTarget, Snapshot
+from .affinity import pinned_order
 
 
 class RoundRobin:
@@ -30,14 +31,19 @@ def weighted_order(tier: tuple[RouteTarget, ...], rng: random.Random) -> list[Ro
     return sorted(pool, key=lambda t: rng.random() ** (1.0 / t.weight), reverse=True)
 
 
-def candidates(snapshot: Snapshot, route: Route, rng: random.Random, rr: RoundRobin) -> Iterator[RouteTarget]:
+def candidates(snapshot: Snapshot, route: Route, rng: random.Random, rr: RoundRobin,
+               affinity: str | None = None) -> Iterator[RouteTarget]:
+    """`affinity`: a hashed affinity key (affinity.py): each tier in its pinned order."""
     seen: set[tuple[str, str]] = set()  # an upstream is a provider serving a model
     for name in (route.name, *route.fallbacks):
         current = snapshot.routes[name]
         for i, tier in enumerate(current.tiers):
-            ordered = (
-                rr.order(name, i, tier) if current.strategy == "round_robin" else weighted_order(tier, rng)
-            )
+            if affinity is not None:
+                ordered = pinned_order(tier, affinity)
+            elif current.strategy == "round_robin":
+                ordered = rr.order(name, i, tier)
+            else:
+                ordered = weighted_order(tier, rng)
             for target in ordered:
                 upstream = (target.provider, target.model)
                 if upstream in seen:

@@ -6,12 +6,14 @@ resolve the route. Shared by every client format (OpenAI here; Anthropic and Gem
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..config.snapshot import KeyRuntime, Route, Snapshot
 from ..errors import InvalidRequest, NotFound, PermissionDenied
 from ..policy.context import Facts, KeyView, RequestView, UsageView
 from ..policy.rules import Decision, RuleFailed
 from ..providers.wire.head import Head, decode_head, form_head
+from ..routing.affinity import affinity_key
 from .auth import check_model, presented_key
 from .exchange import Exchange
 from .forms import check_form
@@ -21,6 +23,7 @@ from .rsgi import Proto, Scope
 from .state import WorkerState
 
 MULTIPART_ENDPOINTS = frozenset({"audio/transcriptions", "audio/translations"})
+CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "x-goog-api-key", "cookie"})
 
 
 @dataclass(slots=True)
@@ -103,10 +106,20 @@ def estimate_tokens(p: Prepared) -> int:
     return len(p.body) // 4 + p.head.token_limit
 
 
-def decide(
-    snap: Snapshot, key: KeyRuntime, head: Head, endpoint: str, ip: str, *, usage: UsageView | None = None
-) -> Decision:
-    request = RequestView(
+def affinity_of(p: Prepared, x: Exchange, scope: Scope, trust_forwarded: bool) -> str | None:
+    """The hashed affinity value (routing/affinity.py) of a request admitted to an alias that
+    declares `affinity`; its expression sees the request (headers included, credentials not)
+    and the key."""
+    assert p.route.affinity is not None
+    request = request_view(p.head, x.endpoint, client_ip(scope, trust_forwarded))
+    headers: Any = scope.headers  # granian's headers: a mapping with items()
+    request.headers = {k.lower(): v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
+    facts = Facts(request, KeyView(p.key.id, p.key.group.id if p.key.group else "", list(p.key.tags)))
+    return affinity_key(p.route.affinity, facts.lookup)
+
+
+def request_view(head: Head, endpoint: str, ip: str) -> RequestView:
+    return RequestView(
         model=head.model or "",
         endpoint=endpoint,
         stream=head.stream,
@@ -115,6 +128,12 @@ def decide(
         metadata=head.metadata or {},
         ip=ip,
     )
+
+
+def decide(
+    snap: Snapshot, key: KeyRuntime, head: Head, endpoint: str, ip: str, *, usage: UsageView | None = None
+) -> Decision:
+    request = request_view(head, endpoint, ip)
     facts = Facts(request, KeyView(key.id, key.group.id if key.group else "", list(key.tags)), usage)
     try:
         decision = snap.rules.evaluate(facts.lookup)

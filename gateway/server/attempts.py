@@ -67,9 +67,11 @@ class Attempts:
     """One request's deliveries. `x` None: not counted (background task reads)."""
 
     def __init__(
-        self, state: WorkerState, snap: Snapshot, x: Exchange | None, *, breakers: bool = True
+        self, state: WorkerState, snap: Snapshot, x: Exchange | None, *, breakers: bool = True,
+        affinity: str | None = None,
     ) -> None:
         self.state, self.snap, self.x, self.breakers = state, snap, x, breakers
+        self.affinity = affinity  # a hashed affinity key: each provider's keys in its pinned order
 
     async def first(self, targets: Iterable[RouteTarget], for_target: ForTarget[T]) -> T:
         """The result of the first candidate that serves; `Exhausted` when none does."""
@@ -84,7 +86,7 @@ class Attempts:
             try:
                 send = for_target(provider, target)
                 ring = self.state.keyring(provider)
-                for api_key in ring.rotation():  # each key at most once
+                for api_key in ring.rotation(self.affinity):  # each key at most once
                     self._count(provider, target)
                     try:
                         result = await send(api_key)

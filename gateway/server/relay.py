@@ -14,16 +14,18 @@ from typing import Any
 import msgspec
 
 from ..config.snapshot import ProviderRuntime, RouteTarget, Snapshot
+from ..core.family import family_of
 from ..errors import UpstreamError
 from ..providers.adapters.base import UpstreamCall, UpstreamResponse
 from ..providers.adapters.registry import adapter_for
 from ..providers.auth.base import CredentialsUnavailable
 from ..providers.codecs import NoCodec, codec_for
 from ..providers.translate.codec import Codec, Outgoing
+from ..providers.translate.shaping import shape
 from ..providers.transport.base import UpstreamConnectError, UpstreamTimeout
 from ..redact import Redactor
 from ..routing.select import candidates
-from .admission import MULTIPART_ENDPOINTS, Prepared, admit, decide, estimate_tokens, prepare
+from .admission import MULTIPART_ENDPOINTS, Prepared, admit, affinity_of, decide, estimate_tokens, prepare
 from .attempts import AttemptFailed, Attempts, Exhausted, KeyRefused, Send
 from .deliver import deliver
 from .envelope import Call, Endpoint
@@ -42,6 +44,8 @@ def relay_endpoint(endpoint: str, prepare_fn: PrepareFn = prepare, family: str =
     async def handle(call: Call) -> None:
         p = await prepare_fn(call.state, call.snap, call.scope, call.proto, call.x)
         p.extra_headers = await call.admit(p.key, p.route.name, estimate_tokens(p), p.head.token_limit)
+        if p.route.affinity is not None:  # evaluated only for aliases that declare one
+            call.x.affinity_key = affinity_of(p, call.x, call.scope, call.state.settings.trust_forwarded)
         await relay(call.state, call.snap, call.proto, call.x, p)
 
     return Endpoint(handle, family, endpoint, watch=True)
@@ -49,11 +53,10 @@ def relay_endpoint(endpoint: str, prepare_fn: PrepareFn = prepare, family: str =
 
 async def relay(state: WorkerState, snap: Snapshot, proto: Proto, x: Exchange, p: Prepared) -> None:
     """Try the route's upstreams in order until one answers; relay its answer."""
-    engine = Attempts(state, snap, x)
+    engine = Attempts(state, snap, x, affinity=x.affinity_key)
     try:
-        response, codec, out, target = await engine.first(
-            candidates(snap, p.route, state.rng, state.round_robin), _upstream(state, snap, p, x)
-        )
+        targets = candidates(snap, p.route, state.rng, state.round_robin, x.affinity_key)
+        response, codec, out, target = await engine.first(targets, _upstream(state, snap, p, x))
     except Exhausted as none:
         raise none.error(x, f"no upstream is available for `{p.route.name}` right now (all are cooling down "
                             "after failures)") from None
@@ -79,6 +82,9 @@ def _upstream(
                        client_wants_usage=p.head.client_wants_usage,
                        multipart=x.endpoint in MULTIPART_ENDPOINTS, provider=provider)
         endpoint, body = codec.request(out)
+        if not out.multipart and (provider.body or p.decision.body or p.route.reasoning):
+            body = shape(body, family_of(provider.kind), endpoint, reasoning=p.route.reasoning,
+                         rules=p.decision.body, provider=provider.body)
         adapter = adapter_for(provider.kind)
 
         async def send(api_key: str) -> Answer:

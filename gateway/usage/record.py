@@ -39,4 +39,5 @@ class UsageRecord(msgspec.Struct, kw_only=True):
     latency_ms: float = 0.0
     ttft_ms: float | None = None
     policy_revision: str = ""
+    affinity_key: str | None = None  # a hash of the alias's affinity value (routing/affinity.py)
     session_id: str | None = None  # a Realtime API session: one row per response in it

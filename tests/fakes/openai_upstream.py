@@ -40,6 +40,7 @@ class Script:
     cut_after: int | None = None  # drop the connection after this many chunks
     error_after: int | None = None  # send an error event after this many chunks, then end
     times: int | None = None  # apply this script N times, then fall back to default
+    events: list[dict[str, Any]] | None = None  # a stream: these chunks as sent, then [DONE]
 
 
 @dataclass
@@ -102,6 +103,8 @@ class FakeUpstream:
             await asyncio.sleep(script.delay)
         if script.status != 200 or script.body is not None:
             return _json_or_bytes(script)
+        if doc.get("stream") and script.events is not None:
+            return await self._events(request, script.events)
         if doc.get("stream"):
             return await self._stream(request, doc, script)
         if request.path.endswith("/embeddings"):
@@ -117,6 +120,14 @@ class FakeUpstream:
             if script.times <= 0:
                 del self.scripts[model]
         return script
+
+    async def _events(self, request: web.Request, events: list[dict[str, Any]]) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        for event in events:
+            await response.write(b"data: " + json.dumps(event).encode() + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        return response
 
     async def _stream(self, request: web.Request, doc: dict[str, Any], s: Script) -> web.StreamResponse:
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})

@@ -29,7 +29,7 @@ from ..wire.openai_chat import (
 )
 from ..wire.parts import ANTHROPIC_BLOCKS, check_type
 from ..wire.sse import frame
-from . import documents
+from . import documents, reasoning
 from .codec import Outgoing, StreamTap
 from .tap import ChatInTap
 
@@ -103,6 +103,7 @@ def to_chat(req: aw.ARequest, model: str, file_urls: bool = False) -> ChatReques
         top_p=req.top_p, stop=req.stop_sequences, tools=tools or None,
         tool_choice=tool_choice if tools else None, parallel_tool_calls=parallel if tools else None,
         user=str(user) if user else None, stream=True if req.stream else None,
+        reasoning_effort=reasoning.effort_from_anthropic(req.thinking),
         stream_options=StreamOptions(include_usage=True) if req.stream else None,
     )
 

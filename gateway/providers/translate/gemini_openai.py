@@ -30,7 +30,7 @@ from ..wire.openai_chat import (
 )
 from ..wire.parts import check_gemini_part
 from ..wire.sse import frame
-from . import documents
+from . import documents, reasoning
 from .codec import Outgoing, StreamTap
 from .tap import ChatInTap
 
@@ -124,6 +124,7 @@ def to_chat(req: gw.GRequest, model: str, stream: bool, file_urls: bool = False)
         presence_penalty=g.presencePenalty, frequency_penalty=g.frequencyPenalty,
         tools=tools or None, tool_choice=_tool_choice(req.toolConfig) if tools else None,
         response_format=fmt, stream=True if stream else None,
+        reasoning_effort=reasoning.effort_from_gemini(g.thinkingConfig),
         stream_options=StreamOptions(include_usage=True) if stream else None,
     )
 

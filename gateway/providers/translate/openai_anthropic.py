@@ -33,7 +33,7 @@ from ..wire.openai_chat import (
 )
 from ..wire.parts import OPENAI_PARTS, check_type
 from ..wire.sse import frame
-from . import documents
+from . import documents, reasoning
 from .codec import Outgoing, StreamTap
 from .tap import ChatOutTap
 
@@ -124,10 +124,15 @@ def to_anthropic(req: ChatRequest, model: str, default_max_tokens: int, stream: 
                       input_schema=t.function.parameters or {"type": "object", "properties": {}})
              for t in req.tools or ()]
     temperature = min(req.temperature, 1.0) if req.temperature is not None else None
+    max_tokens = req.max_completion_tokens or req.max_tokens or default_max_tokens
+    thinking, max_tokens = reasoning.anthropic_thinking(req.reasoning_effort, max_tokens)
+    if thinking is not None and thinking["type"] == "enabled":
+        temperature = None  # Anthropic refuses a changed temperature with thinking on
     return aw.ARequest(
         model=model,
         messages=messages,
-        max_tokens=req.max_completion_tokens or req.max_tokens or default_max_tokens,
+        max_tokens=max_tokens,
+        thinking=thinking,
         system="\n\n".join(system) if system else None,
         stream=True if stream else None,
         temperature=temperature,

@@ -33,7 +33,7 @@ from ..wire.openai_chat import (
 )
 from ..wire.parts import OPENAI_PARTS, check_type
 from ..wire.sse import frame
-from . import documents
+from . import documents, reasoning
 from .codec import Outgoing, StreamTap
 from .openai_anthropic import decode_chat
 from .tap import ChatOutTap
@@ -120,7 +120,8 @@ def _generation_config(req: ChatRequest) -> gw.GenerationConfig:
         temperature=req.temperature, topP=req.top_p,
         maxOutputTokens=req.max_completion_tokens or req.max_tokens,
         stopSequences=req.stop_list, candidateCount=req.n, seed=req.seed,
-        presencePenalty=req.presence_penalty, frequencyPenalty=req.frequency_penalty)
+        presencePenalty=req.presence_penalty, frequencyPenalty=req.frequency_penalty,
+        thinkingConfig=reasoning.gemini_thinking(req.reasoning_effort))
     fmt = req.response_format or {}
     if fmt.get("type") in ("json_object", "json_schema"):
         config.responseMimeType = "application/json"

@@ -26,9 +26,14 @@ class OpenAICodec:
             body = rewrite_form_model(out.body, out.upstream_model) if model_changes else out.body
             return out.endpoint, body
         want_usage = out.stream and out.endpoint in STREAM_USAGE_ENDPOINTS and not out.client_wants_usage
-        if not model_changes and not want_usage:
+        preset = out.provider.preset if out.provider is not None else None
+        drop = preset is not None and not preset.stream_options and b'"stream_options"' in out.body
+        if preset is not None and not preset.stream_options:
+            want_usage = False  # refused: the upstream sends its stream usage unasked (or it is estimated)
+        if not model_changes and not want_usage and not drop:
             return out.endpoint, out.body
-        return out.endpoint, rewrite_json(out.body, out.upstream_model if model_changes else None, want_usage)
+        return out.endpoint, rewrite_json(out.body, out.upstream_model if model_changes else None, want_usage,
+                                          drop_stream_options=drop)
 
     def response(self, body: bytes, out: Outgoing) -> tuple[bytes, TokenUsage | None]:
         return body, usage_from_body(body, out.endpoint)
@@ -46,6 +51,11 @@ class _Delta(msgspec.Struct):
 class _Choice(msgspec.Struct):
     delta: _Delta | None = None
     text: str | None = None
+    usage: _Usage | None = None  # Moonshot sends the stream's usage in its last choice
+
+
+class _Groq(msgspec.Struct):
+    usage: _Usage | None = None
 
 
 class _Response(msgspec.Struct):
@@ -57,6 +67,7 @@ class _Event(msgspec.Struct):
     usage: _Usage | None = None
     response: _Response | None = None  # Responses API: usage arrives in `response.completed`
     delta: str | None = None  # Responses API text deltas
+    x_groq: _Groq | None = None  # Groq (without stream_options) sends its usage here
 
 
 _event = msgspec.json.Decoder(_Event)
@@ -119,6 +130,9 @@ class SseTap:
                 return not doc.choices
             if doc.response is not None and doc.response.usage is not None:
                 self.usage = normalise(doc.response.usage)  # part of the protocol: never stripped
+            vendor = _vendor_usage(doc)
+            if vendor is not None:
+                self.usage = normalise(vendor)  # inside a content chunk: never stripped
         return False
 
     @staticmethod
@@ -130,6 +144,13 @@ class SseTap:
                 for choice in doc.choices or ():
                     chars += _choice_chars(choice)
         return chars
+
+
+def _vendor_usage(doc: _Event) -> _Usage | None:
+    """Usage where some OpenAI-compatible servers put it instead of the chunk's `usage`."""
+    if doc.x_groq is not None and doc.x_groq.usage is not None:
+        return doc.x_groq.usage
+    return next((c.usage for c in doc.choices or () if c.usage is not None), None)
 
 
 def _documents(event: bytes) -> list[_Event]:

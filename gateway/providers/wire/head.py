@@ -68,12 +68,16 @@ def decode_head(body: bytes) -> Head:
         raise InvalidRequest(TOO_DEEP) from None
 
 
-def rewrite_json(body: bytes, model: str | None, want_usage: bool) -> bytes:
-    """Set `model` and/or `stream_options.include_usage`, keeping everything else as sent."""
+def rewrite_json(body: bytes, model: str | None, want_usage: bool, *,
+                 drop_stream_options: bool = False) -> bytes:
+    """Set `model` and/or `stream_options.include_usage` (or drop `stream_options`, for an
+    upstream that refuses it), keeping everything else as sent."""
     doc = _raw_decoder.decode(body)
     if model is not None:
         doc["model"] = msgspec.Raw(msgspec.json.encode(model))
-    if want_usage:
+    if drop_stream_options:
+        doc.pop("stream_options", None)
+    elif want_usage:
         options: dict[str, Any] = {}
         if "stream_options" in doc:
             options = msgspec.json.decode(doc["stream_options"]) or {}

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from ...core.usage import TokenUsage
+from .openai_usage import cached_tokens
 
 
 class _S(msgspec.Struct, omit_defaults=True):
@@ -113,6 +114,7 @@ class ChatUsage(_S):
     total_tokens: int = 0
     prompt_tokens_details: PromptDetails | None = None
     completion_tokens_details: CompletionDetails | None = None
+    prompt_cache_hit_tokens: int | None = None  # DeepSeek's name for cache reads
 
 
 class Choice(msgspec.Struct):  # every field on the wire, defaults included
@@ -172,7 +174,7 @@ def token_usage(u: ChatUsage) -> TokenUsage:
     return TokenUsage(
         prompt_tokens=u.prompt_tokens,
         completion_tokens=u.completion_tokens,
-        cached_tokens=(pd.cached_tokens or 0) if pd else 0,
+        cached_tokens=cached_tokens(pd.cached_tokens if pd else None, u.prompt_cache_hit_tokens),
         cache_write_tokens=(pd.cache_write_tokens or 0) if pd else 0,
         reasoning_tokens=(cd.reasoning_tokens or 0) if cd else 0,
     )

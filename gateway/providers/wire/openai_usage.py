@@ -2,7 +2,8 @@
 
 Chat/completions/embeddings report `prompt_tokens` (cache reads included, in
 `prompt_tokens_details.cached_tokens`); the Responses API reports `input_tokens` /
-`output_tokens`. Images count generated items.
+`output_tokens`. Images count generated items. DeepSeek reports cache reads as
+`prompt_cache_hit_tokens` (read as cached_tokens).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class _Usage(msgspec.Struct):
     input_tokens_details: _PromptDetails | None = None
     completion_tokens_details: _CompletionDetails | None = None
     output_tokens_details: _CompletionDetails | None = None
+    prompt_cache_hit_tokens: int | None = None  # DeepSeek's name for cache reads
+    cached_tokens: int | None = None  # Moonshot's: at the top of its usage
 
 
 class _Doc(msgspec.Struct):
@@ -49,10 +52,18 @@ def normalise(u: _Usage) -> TokenUsage:
     return TokenUsage(
         prompt_tokens=prompt,
         completion_tokens=completion,
-        cached_tokens=(pd.cached_tokens or 0) if pd else 0,
+        cached_tokens=cached_tokens(pd.cached_tokens if pd else None,
+                                    u.prompt_cache_hit_tokens or u.cached_tokens),
         cache_write_tokens=(pd.cache_write_tokens or 0) if pd else 0,
         reasoning_tokens=(cd.reasoning_tokens or 0) if cd else 0,
     )
+
+
+def cached_tokens(details: int | None, cache_hit: int | None) -> int:
+    """Cache reads: `prompt_tokens_details.cached_tokens`, else a vendor's own field (DeepSeek's
+    `prompt_cache_hit_tokens`, whose `prompt_cache_miss_tokens` are the rest of prompt_tokens,
+    billed at the input rate; Moonshot's top-level `cached_tokens`)."""
+    return details if details is not None else (cache_hit or 0)
 
 
 def usage_from_body(body: bytes, endpoint: str) -> TokenUsage | None:
