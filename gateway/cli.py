@@ -61,12 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
 def _extensions() -> list[Callable[[Any], None]]:
     """Sub-commands that live with their subsystem (serve, usage); imported here so that
     `tollgate check` does not load the server."""
+    from .alerts.cli import add_commands as alerts_commands
     from .diff.command import add_commands as diff_commands
+    from .ops.cli import add_commands as providers_commands
     from .serve.command import add_commands as serve_commands
     from .usage.cli import add_commands as usage_commands
     from .usage.credits_cli import add_commands as credits_commands
 
-    return [serve_commands, usage_commands, diff_commands, credits_commands]
+    return [serve_commands, usage_commands, diff_commands, credits_commands, providers_commands,
+            alerts_commands]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -41,6 +41,19 @@ class Redactor:
 
 
 NOTHING = Redactor()
+
+
+def mask_key(key: str) -> str:
+    """A key as operators may see it: its first and last characters only (`sk-...a1b2`); short
+    keys show less, so that a key is never more than half shown."""
+    if not key:
+        return "(none)"
+    if len(key) < 12:
+        return "..." + key[-2:] if len(key) >= 8 else "..."
+    prefix = key[:3] if key[2] in "-_" else key[:2]
+    return f"{prefix}...{key[-4:]}"
+
+
 _CREDENTIAL_WORDS = ("auth", "key", "token", "secret", "cookie", "signature", "password")
 
 

@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("config",),  # the bundle -> a frozen Snapshot (compiles policy's rules)
     ("routing",),  # candidates and breakers over the snapshot
     ("providers",),  # wire types, translators, codec table, transport, adapters
+    ("alerts", "ops"),  # alert delivery to webhooks; provider tests, model discovery, health
     ("billing",),  # prices, limits, the limiter
     ("usage",),  # the ledger: spool, owner, DuckDB store
     ("midjourney",),  # Midjourney's task store and action prices (its front door: server/midjourney/)

@@ -17,6 +17,7 @@ from ..policy.cel import PRICE_VARIABLES, RULE_VARIABLES, CelCompileError, compi
 from ..policy.rules import CompiledRule, RuleSet
 from ..redact import Redactor, is_secret_header
 from . import cloud, shaping
+from .alerts import compile_alerts
 from .envsubst import (
     BadReference,
     MissingEnv,
@@ -68,6 +69,7 @@ class Compiler:
         rules = self.compile_rules()
         prices = self.compile_prices()
         self.check_pricing(prices)
+        alerts = compile_alerts(self.raw.alerts, self.interpolate, self.error, self.secrets)
         if self.problems:  # a message may quote a value that came from the environment
             quiet = Redactor(self.secrets | self.env_values)
             raise BundleError(
@@ -91,6 +93,7 @@ class Compiler:
             warnings=tuple(redactor.text(str(w)) for w in self.warnings),
             redactor=redactor,
             sources=tuple(sorted(self.files_read)),
+            alerts=alerts,
         )
 
     # settings -------------------------------------------------------------------------------
@@ -137,6 +140,9 @@ class Compiler:
             self.error(loc, f'base_url "{spec.base_url}" must start with http:// or https://', "base_url")
         if kind not in KEYLESS_KINDS and not spec.api_keys:
             self.error(loc, f'provider kind "{kind}" needs at least one api_keys entry', "api_keys")
+        for i, code in enumerate(spec.disable_on):
+            if isinstance(code, int) and not 400 <= code <= 599:
+                self.error(loc, f"{code} is not an HTTP error status (400-599)", "disable_on", i)
         credentials: dict[str, str] = {}
         if isinstance(spec, BedrockProvider | VertexProvider):
             kind, base_url = cloud.runtime_kind(spec), base_url or cloud.default_base_url(spec)

@@ -18,7 +18,7 @@ import rtoml
 
 from .locate import LineIndex
 from .problems import Path, Problem, format_path
-from .types import AdminKey, Alias, BundleFile, Group, Key, Price, Provider, Rule, Settings
+from .types import AdminKey, Alert, Alias, BundleFile, Group, Key, Price, Provider, Rule, Settings
 from .validation_messages import validation_message
 
 T = TypeVar("T")
@@ -60,6 +60,7 @@ class RawBundle:
     keys: list[Located[Key]] = field(default_factory=list)
     admin_keys: list[Located[AdminKey]] = field(default_factory=list)
     rules: list[Located[Rule]] = field(default_factory=list)
+    alerts: list[Located[Alert]] = field(default_factory=list)
 
     def index(self, file: str) -> LineIndex | None:
         """The file's line index, built only when a problem needs a line number: scanning a
@@ -225,6 +226,7 @@ def _merge(raw: RawBundle, name: str, doc: BundleFile) -> Iterator[Problem]:
     yield from _merge_list(raw, raw.keys, doc.key, name, "key")
     yield from _merge_list(raw, raw.admin_keys, doc.admin_key, name, "admin_key")
     yield from _merge_list(raw, raw.rules, doc.rule, name, "rule")
+    yield from _merge_list(raw, raw.alerts, doc.alert, name, "alert")
     yield from _merge_table(raw, raw.aliases, doc.model, name, "model")
     yield from _merge_table(raw, raw.prices, doc.price, name, "price")
     yield from _merge_table(raw, raw.groups, doc.group, name, "group")

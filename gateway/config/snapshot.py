@@ -15,6 +15,7 @@ from ..core.presets import Preset
 from ..policy.cel import CompiledExpr
 from ..policy.rules import RuleSet
 from ..redact import NOTHING, Redactor
+from .alerts import AlertRuntime
 from .types import Budget, Limits, Price, Provider, Settings, Timeouts
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -168,6 +169,7 @@ class Snapshot:
     # Files outside the bundle it was compiled from (`${file:...}` secrets, the env file): a
     # change to one of them reloads the bundle too (config/reload.py).
     sources: tuple[str, ...] = ()
+    alerts: tuple[AlertRuntime, ...] = ()  # `[[alert]]` entries (config/alerts.py)
 
     def key_for(self, secret: str) -> KeyRuntime | None:
         # Lookup by SHA-256 digest: timing depends on the digest, not on the secret's prefix.

@@ -55,6 +55,10 @@ class ProviderBase(Base):
     headers: dict[str, str] = {}
     # upstream model names differ from what clients call them: {"gpt-4o" = "gpt-4o-2024-08-06"}
     model_map: dict[str, str] = {}
+    # upstream statuses or error codes that bench the key until a provider test passes
+    # (e.g. [401, "insufficient_quota"]); the test is retried every `retest_every_s`
+    disable_on: list[int | str] = []
+    retest_every_s: Annotated[float, Meta(ge=5)] = 300.0
     # fields set in (deep-merged) or removed from every upstream body (docs/providers.md)
     body: BodyOverride | None = None
 
@@ -272,6 +276,33 @@ class Settings(Base):
     usage: Usage = Usage()
 
 
+AlertEvent = Literal[
+    "breaker_open", "breaker_closed", "key_benched", "key_restored", "budget_threshold",
+    "balance_low", "reload_failed", "upstream_error_rate",
+]
+
+
+class Alert(Base):
+    """A webhook told when `on` happens (and CEL `when` over `event.*` holds). Headers and the
+    HMAC-SHA256 `secret` take `${ENV}`; `text` is a template over the event's fields
+    (`{provider}`); `format = "slack"` posts `{"text": ...}` instead of the event document."""
+
+    id: Id
+    on: AlertEvent
+    url: str
+    when: str | None = None
+    headers: dict[str, str] = {}
+    secret: str | None = None
+    signature_header: str = "x-tollgate-signature"
+    format: Literal["json", "slack"] = "json"
+    text: str | None = None
+    dedup_s: Annotated[float, Meta(ge=0)] = 300.0  # one delivery per alert and subject per window
+    timeout_s: Annotated[float, Meta(gt=0, le=60)] = 5.0  # each attempt
+    attempts: Annotated[int, Meta(ge=1, le=10)] = 4
+    backoff_s: Annotated[float, Meta(ge=0, le=300)] = 1.0  # doubled after each failed attempt
+    description: str = ""
+
+
 class BundleFile(Base):
     """One `*.toml` file of a bundle. Every section is optional; files are merged."""
 
@@ -284,3 +315,4 @@ class BundleFile(Base):
     key: list[Key] = []
     admin_key: list[AdminKey] = []
     rule: list[Rule] = []
+    alert: list[Alert] = []

@@ -165,7 +165,7 @@ def _action(rule: CompiledRule) -> str:
 
 def _rule_change(kind: str, rule: CompiledRule, snap: Snapshot, models: list[str],
                  before: tuple[CompiledRule, Snapshot] | None) -> Change:
-    details = [f"when: {rule.expr.source}", f"then: {_action(rule)}"]
+    details = [f"when: {rule.expr.source}", f"then: {_action(rule)}"] if before is None else []
     data: dict[str, Any] = {"when": rule.expr.source, "action": _action(rule)}
     if before is not None:
         old_rule = before[0]
@@ -186,7 +186,8 @@ def _rule_change(kind: str, rule: CompiledRule, snap: Snapshot, models: list[str
         cells = cells ^ old_cells  # the cells whose outcome the change moves
     keys = sorted({k for k, _ in cells})
     hit_models = sorted({m for _, m in cells})
-    details.append(f"affects {len(keys)} key(s): {_few(keys)}; {len(hit_models)} model(s): {_few(hit_models)}")
+    details.append(f"affects {len(keys)} key(s): {_few(keys)}; "
+                   f"{len(hit_models)} model(s): {_few(hit_models)}")
     data.update({"keys": keys, "models": hit_models, "cells": len(cells)})
     return Change("rules", rule.id, kind, tuple(details), data)
 

@@ -167,7 +167,8 @@ def _keys(old: Snapshot, new: Snapshot, now: datetime) -> list[Change]:
             out.append(Change("keys", k, "disabled" if now_key.disabled else "enabled"))
         if was.expires != now_key.expires:
             new_exp = now_key.expires
-            kind = "expired" if new_exp is not None and new_exp <= now else "expiring" if new_exp else "changed"
+            expired = new_exp is not None and new_exp <= now
+            kind = "expired" if expired else "expiring" if new_exp else "changed"
             out.append(Change("keys", k, kind, (_arrow("expires", _iso(was.expires), _iso(new_exp)),),
                               {"old": _iso(was.expires), "new": _iso(new_exp)}))
         moved = field_changes(_key_fields(was), _key_fields(now_key))
@@ -186,7 +187,8 @@ def _key_state(key: KeyRuntime, now: datetime) -> tuple[str, ...]:
     if key.disabled:
         out.append("disabled")
     if key.expires:
-        out.append(f"expires: {key.expires.isoformat()}" + (" (already expired)" if key.expires <= now else ""))
+        gone = " (already expired)" if key.expires <= now else ""
+        out.append(f"expires: {key.expires.isoformat()}{gone}")
     return tuple(out)
 
 
@@ -196,7 +198,9 @@ def _key_fields(key: KeyRuntime) -> dict[str, Any]:
             "price_multiplier": key.price_multiplier}
 
 
-def limits_fields(limits: Limits, model_limits: Mapping[str, Limits], budget: Budget | None) -> dict[str, Any]:
+def limits_fields(
+    limits: Limits, model_limits: Mapping[str, Limits], budget: Budget | None
+) -> dict[str, Any]:
     out: dict[str, Any] = {f"limits.{k}": v for k, v in msgspec.to_builtins(limits).items()}
     for model, lim in sorted(model_limits.items()):
         out.update({f"model_limits.{model}.{k}": v for k, v in msgspec.to_builtins(lim).items()})

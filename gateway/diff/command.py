@@ -75,14 +75,15 @@ def build(args: argparse.Namespace, now: datetime | None = None) -> Report:
 
     now = now or datetime.now(UTC)
     cwd = Path.cwd()
-    default_path = next((relative_in_repo(s, cwd) for s in (args.new, args.old) if Path(s).is_dir()), "policies")
+    dirs = (relative_in_repo(s, cwd) for s in (args.new, args.old) if Path(s).is_dir())
+    default_path = next(dirs, "policies")  # what a bare `REV` side means
     options = {"allow_missing_env": args.allow_missing_env, "env_file": args.env_file}
     with materialise(args.old, default_path, cwd) as (old_dir, old_label), \
             materialise(args.new, default_path, cwd) as (new_dir, new_label):
         old = load_side(args.old, old_dir, old_label, **options)
         new = load_side(args.new, new_dir, new_label, **options)
-    changes = [*bundle_changes(old.snapshot, new.snapshot, now), *access_changes(old.snapshot, new.snapshot, now),
-               *rule_changes(old.snapshot, new.snapshot)]
+    a, b = old.snapshot, new.snapshot
+    changes = [*bundle_changes(a, b, now), *access_changes(a, b, now), *rule_changes(a, b)]
     report = Report(old={"label": old.label, "revision": old.snapshot.revision},
                     new={"label": new.label, "revision": new.snapshot.revision}, changes=changes)
     if args.replay is not None:

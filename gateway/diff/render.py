@@ -69,7 +69,8 @@ def _terminal_replay(console: Console, replay: Replay) -> None:
 
 def _replay_tables(replay: Replay) -> list[tuple[str, list[tuple[str, Money]]]]:
     def changed(d: dict[str, Money]) -> list[tuple[str, Money]]:
-        return sorted(((k, m) for k, m in d.items() if m.delta != 0), key=lambda kv: (-abs(kv[1].delta), kv[0]))
+        moved = [(k, m) for k, m in d.items() if m.delta != 0]
+        return sorted(moved, key=lambda kv: (-abs(kv[1].delta), kv[0]))
 
     title = f"Replay: last {replay.days} days (since {replay.since})"
     return [
@@ -83,7 +84,8 @@ def _replay_tables(replay: Replay) -> list[tuple[str, list[tuple[str, Money]]]]:
 def _replay_lines(replay: Replay) -> list[str]:
     lines = []
     if replay.denied:
-        keys = ", ".join(f"{k} ({n})" for k, n in sorted(replay.denied.items(), key=lambda kv: (-kv[1], kv[0])))
+        ranked = sorted(replay.denied.items(), key=lambda kv: (-kv[1], kv[0]))
+        keys = ", ".join(f"{k} ({n})" for k, n in ranked)
         why = ", ".join(f"{r}: {n}" for r, n in sorted(replay.denied_reasons.items()))
         lines.append(f"Would be denied: {sum(replay.denied.values())} requests ({why}); keys: {keys}")
     if replay.rerouted:
@@ -106,11 +108,12 @@ def markdown(report: Report) -> str:
         lines += [f"| `{_cell(c.subject)}` | {c.kind} | {_cell('<br>'.join(c.details))} |" for c in items]
         lines.append("")
     if report.replay is not None:
-        for title, items in _replay_tables(report.replay):
-            if not items:
+        for title, money in _replay_tables(report.replay):
+            if not money:
                 continue
-            lines += [f"### {title}", "", "| | requests | old | new | delta | % |", "|---|--:|--:|--:|--:|--:|"]
-            for label, m in items:
+            lines += [f"### {title}", "", "| | requests | old | new | delta | % |",
+                      "|---|--:|--:|--:|--:|--:|"]
+            for label, m in money:
                 pct = m.percent()
                 lines.append(f"| {_cell(label)} | {m.requests} | {usd(m.old)} | {usd(m.new)} | "
                              f"{usd(m.delta, signed=True)} | {'' if pct is None else f'{pct:+}%'} |")

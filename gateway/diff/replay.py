@@ -15,7 +15,7 @@ from ..billing.pricing import compute_cost
 from ..config.snapshot import KeyRuntime, Snapshot
 from ..core.usage import TokenUsage
 from .access import model_universe, static_decisions
-from .replay_sql import PriceTable, Rates, admitted_sql, pairs_sql, python_rows_sql, simple_rates, totals_sql
+from .replay_sql import PriceTable, Rates, admitted_sql, python_rows_sql, simple_rates, totals_sql
 from .report import Money, Replay
 
 Query = Callable[[str], dict[str, Any]]
@@ -70,42 +70,38 @@ def key_multiplier(old: Snapshot, new: Snapshot, key_id: str | None) -> float:
     return key.price_multiplier * (key.group.price_multiplier if key.group else 1.0)
 
 
-def price_table(old: Snapshot, new: Snapshot, pairs: list[tuple[str, str]]) -> PriceTable:
+def price_table(old: Snapshot, new: Snapshot) -> PriceTable:
+    """NEW's prices, and the rates of each with each distinct key multiplier."""
     mults: dict[float, int] = {1.0: 0}
     keys: dict[str, int] = {}
-    for key_id in old.keys_by_id.keys() | new.keys_by_id.keys():
+    for key_id in sorted(old.keys_by_id.keys() | new.keys_by_id.keys()):
         m = key_multiplier(old, new, key_id)
         if m != 1.0:
             keys[key_id] = mults.setdefault(m, len(mults))
-    ids: dict[int, int] = {}  # one id per price entry (by identity): shared by the pairs it prices
-    out_pairs: list[tuple[str, str, int, bool]] = []
+    names: dict[str, tuple[int, bool]] = {}
     rates: dict[tuple[int, int], Rates] = {}
-    for provider, model in pairs:
-        price = new.price_for(provider, model)
-        if price is None:
-            continue  # no price in NEW: the row's new cost is NULL (reported as unpriced)
-        pid = ids.setdefault(id(price), len(ids))
-        in_python = False
-        for m, mid in mults.items():
-            found = simple_rates(price, m)
-            if found is None:
-                in_python = True
-                break
-            rates[(pid, mid)] = found
-        out_pairs.append((provider, model, pid, in_python))
-    python_pids = {pid for _, _, pid, py in out_pairs if py}
-    rates = {k: v for k, v in rates.items() if k[0] not in python_pids}
-    return PriceTable(out_pairs, keys, rates)
+    for pid, (name, price) in enumerate(sorted(new.prices.items())):
+        found = {mid: simple_rates(price, m) for m, mid in mults.items()}
+        in_python = any(r is None for r in found.values())
+        names[name] = (pid, in_python)
+        if not in_python:
+            rates.update({(pid, mid): r for mid, r in found.items() if r is not None})
+    return PriceTable(names, keys, rates)
 
 
 def replay(old: Snapshot, new: Snapshot, query: Query, days: int, now: datetime | None = None) -> Replay:
     now = now or datetime.now(UTC)
     since = (now - timedelta(days=days)).isoformat()
-    pairs = [(r["provider"], r["served_model"]) for r in _rows(query(pairs_sql(since)))]
-    table = price_table(old, new, pairs)
+    table = price_table(old, new)
     result = Replay(days=days, since=since, total=Money(), by_key={}, by_group={}, by_model={},
                     denied={}, denied_reasons={}, rerouted={}, unpriced=0)
-    _totals(result, query(totals_sql(table, since)))
+    try:
+        totals = query(totals_sql(table, since, "BIGINT"))
+    except ReplayError as exc:
+        if "overflow" not in str(exc).lower():
+            raise
+        totals = query(totals_sql(table, since, "HUGEINT"))  # huge token counts: exact, slower
+    _totals(result, totals)
     python_sql = python_rows_sql(table, since)
     if python_sql:
         _python_priced(result, old, new, query(python_sql))
@@ -122,7 +118,8 @@ def _totals(result: Replay, answer: dict[str, Any]) -> None:
         result.notes.append("more than 10,000 keys, groups and models: the per-item lists are cut")
     levels = {3: ("by_key", "key_id"), 5: ("by_group", "group"), 6: ("by_model", "served_model")}
     for row in _rows(answer):
-        money = Money(_money(row["old_cost"]), _money(row["new_cost"]), int(row["requests"]))
+        new = Decimal(int(row["new_nanos"] or 0)).scaleb(-9) + _money(row["carried_cost"])
+        money = Money(_money(row["old_cost"]), new, int(row["requests"]))
         level = int(row["level"])
         if level == 7:
             result.total = money
@@ -153,7 +150,8 @@ def _python_priced(result: Replay, old: Snapshot, new: Snapshot, answer: dict[st
 
 def _admission(result: Replay, old: Snapshot, new: Snapshot, answer: dict[str, Any], now: datetime) -> None:
     if answer.get("truncated"):
-        result.notes.append("more than 10,000 (key, model, provider) combinations: denials counted on the first")
+        result.notes.append("more than 10,000 (key, model, provider) combinations: "
+                            "denials counted on the first")
     models = model_universe(old, new)
     decided = static_decisions(new, models)
     denied: dict[str, int] = defaultdict(int)
@@ -165,7 +163,8 @@ def _admission(result: Replay, old: Snapshot, new: Snapshot, answer: dict[str, A
         if reason is not None:
             denied[key_id] += n
             reasons[reason] += n
-        elif route_name is not None and (row["provider"], row["served_model"]) not in _targets(new, route_name):
+        elif route_name is not None and (row["provider"], row["served_model"]) not in _targets(
+                new, route_name):
             rerouted[model] += n
     result.denied, result.denied_reasons, result.rerouted = dict(denied), dict(reasons), dict(rerouted)
 

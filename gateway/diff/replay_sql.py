@@ -2,10 +2,12 @@
 
 The rates come from the relay's own pricing code (billing/pricing.py): for each price and each
 distinct key multiplier, Python computes the exact Decimal USD per token (rate x multiplier /
-1e6) and per unit, and DuckDB only multiplies token counts by them in DECIMAL(38,30) and rounds
-half-to-even to the nano-dollar, as `Decimal.quantize` does. What DECIMAL cannot hold exactly
-(tiered prices, audio seconds, a rate with more than 30 decimals) is priced in Python by
-`compute_cost` itself (replay.py), so no row is priced by a second implementation.
+1e6) and per unit, as whole numbers of 10^-S dollars (S: the decimals that rate needs, at least
+9). DuckDB only multiplies token counts by those integers in BIGINT (HUGEINT if that overflows;
+11x slower) and rounds each row half-to-even to the nano-dollar, as `Decimal.quantize` does: no
+float, no DECIMAL arithmetic (DECIMAL(38,x) runs on 128-bit integers, as slow as HUGEINT). What
+needs more (tiered prices, audio, more than 18 decimals) is priced in Python by `compute_cost`
+itself (replay.py), so no row is priced by a second implementation of the price rules.
 """
 
 from __future__ import annotations
@@ -16,28 +18,30 @@ from decimal import Decimal
 from ..billing.pricing import MILLION, dec
 from ..config.snapshot import PriceRuntime
 
-SCALE = 30
-RATE_TYPE = f"DECIMAL(38,{SCALE})"
-MJ_ROWS = "endpoint LIKE '%/mj/%'"  # billed per action, which the row does not keep: carried as is
+MAX_SCALE = 18
+MJ_ROWS = "u.endpoint LIKE '%/mj/%'"  # billed per action, which the row does not keep: carried as is
 # Rows the relay priced at all (a request with no usage has no cost either way).
-PRICED_ROWS = f"usage_source <> 'none' AND provider IS NOT NULL AND served_model IS NOT NULL AND NOT ({MJ_ROWS})"
+PRICED_ROWS = (f"u.usage_source <> 'none' AND u.provider IS NOT NULL AND u.served_model IS NOT NULL "
+               f"AND NOT ({MJ_ROWS})")
 
 
 @dataclass(frozen=True)
 class Rates:
-    """USD per token (input, cached input, cache write, output, reasoning), per image, per
-    request: the price's rates times the multiplier, as `compute_cost` applies them."""
+    """Integers of 10^-scale USD: per token (input, cached input, cache write, output,
+    reasoning), per image, per request: the price's rates times the multiplier, as
+    `compute_cost` applies them."""
 
-    per_token: tuple[Decimal, Decimal, Decimal, Decimal, Decimal]
-    per_image: Decimal
-    per_request: Decimal
+    scale: int
+    per_token: tuple[int, int, int, int, int]
+    per_image: int
+    per_request: int
 
 
 def simple_rates(price: PriceRuntime, multiplier: float) -> Rates | None:
     """The rates, or None when SQL cannot price this price exactly (tiers, audio, too many
     decimals)."""
     base = price.rates
-    if price.tiers or base.per_audio_second:
+    if price.tiers or base.per_audio_second or _has_audio_rates(base):
         return None
     m = dec(multiplier)
     inp, out = dec(base.input), dec(base.output)
@@ -45,23 +49,25 @@ def simple_rates(price: PriceRuntime, multiplier: float) -> Rates | None:
     def or_default(value: float | None, default: Decimal) -> Decimal:
         return default if value is None else dec(value)
 
-    tokens = (inp, or_default(base.cached_input, inp), or_default(base.cache_write, inp), out,
-              or_default(base.reasoning, out))
-    rates = Rates(tuple(t * m / MILLION for t in tokens),  # type: ignore[arg-type]
-                  dec(base.per_image) * m, dec(base.per_request) * m)
-    values = (*rates.per_token, rates.per_image, rates.per_request)
-    if any(_decimals(v) > SCALE for v in values):
+    per_million = (inp, or_default(base.cached_input, inp), or_default(base.cache_write, inp), out,
+                   or_default(base.reasoning, out))
+    tokens = [t * m / MILLION for t in per_million]
+    units = [dec(base.per_image) * m, dec(base.per_request) * m]
+    scale = max(9, *(_decimals(v) for v in (*tokens, *units)))
+    if scale > MAX_SCALE:
         return None
-    return rates
+    whole = [int(v.scaleb(scale)) for v in (*tokens, *units)]
+    return Rates(scale, (whole[0], whole[1], whole[2], whole[3], whole[4]), whole[5], whole[6])
+
+
+def _has_audio_rates(base: object) -> bool:
+    """Rates for audio tokens (when the price type has them) are left to compute_cost."""
+    return any(getattr(base, name, None) for name in ("audio_input", "audio_output"))
 
 
 def _decimals(value: Decimal) -> int:
     exponent = value.normalize().as_tuple().exponent
     return -exponent if isinstance(exponent, int) and exponent < 0 else 0
-
-
-def _lit(value: Decimal) -> str:
-    return f"CAST('{value:f}' AS {RATE_TYPE})"
 
 
 def _str(value: str) -> str:
@@ -74,91 +80,105 @@ def values_cte(name: str, columns: list[str], rows: list[list[str]], empty: list
     return f"{name}({', '.join(columns)}) AS (VALUES\n{body})"
 
 
-EXACT = (
-    "greatest(u.prompt_tokens - u.cached_tokens - u.cache_write_tokens, 0) * r.r_in"
-    " + u.cached_tokens * r.r_cached + u.cache_write_tokens * r.r_write"
-    " + greatest(u.completion_tokens - u.reasoning_tokens, 0) * r.r_out"
-    " + u.reasoning_tokens * r.r_reasoning + u.images * r.r_image + r.r_request"
-)
+def exact_units(kind: str) -> str:
+    """The row's cost in 10^-scale USD, exact, in integers of `kind` (BIGINT or HUGEINT)."""
+    def c(column: str) -> str:
+        return f"CAST({column} AS {kind})"
+
+    return (
+        f"{c('greatest(u.prompt_tokens - u.cached_tokens - u.cache_write_tokens, 0)')} * r.r_in"
+        f" + {c('u.cached_tokens')} * r.r_cached + {c('u.cache_write_tokens')} * r.r_write"
+        f" + {c('greatest(u.completion_tokens - u.reasoning_tokens, 0)')} * r.r_out"
+        f" + {c('u.reasoning_tokens')} * r.r_reasoning + {c('u.images')} * r.r_image + r.r_request"
+    )
 
 
-def half_even(expr: str) -> str:
-    """`expr` (>= 0) to 9 decimals, ties to even like Decimal.quantize (DuckDB's round() sends
-    ties away from zero, so an odd result of a tie steps back)."""
-    r = f"CAST(round({expr}, 9) AS DECIMAL(38,9))"
-    return (f"CASE WHEN {r} - ({expr}) = 0.0000000005 AND CAST({r} * 1000000000 AS HUGEINT) % 2 = 1 "
-            f"THEN {r} - 0.000000001 ELSE {r} END")
+def half_even_nanos(units: str, divisor: str) -> str:
+    """`units / divisor` rounded half to even, as an integer number of nano-dollars (costs are
+    never negative, so `//` and `%` are floor division and remainder)."""
+    q, rem = f"(({units}) // {divisor})", f"(({units}) % {divisor})"
+    return (f"{q} + CASE WHEN 2 * {rem} > {divisor} OR (2 * {rem} = {divisor} AND {q} % 2 = 1) "
+            f"THEN 1 ELSE 0 END")
 
 
 @dataclass(frozen=True)
 class PriceTable:
-    """The VALUES tables the query joins: (provider, model) -> price id, key -> multiplier id,
-    (price id, multiplier id) -> rates. Price ids of complex prices have no rates row."""
+    """The VALUES tables the query joins: price name -> price id (and whether Python prices it),
+    key -> multiplier id, (price id, multiplier id) -> rates."""
 
-    pairs: list[tuple[str, str, int, bool]]  # provider, served model, price id, priced in python
+    names: dict[str, tuple[int, bool]]  # NEW's price names: "model" or "provider/model"
     keys: dict[str, int]  # key id -> multiplier id (absent: id 0, multiplier 1.0)
     rates: dict[tuple[int, int], Rates]
 
-    def ctes(self) -> list[str]:
-        pairs = [[_str(p), _str(m), str(i), "true" if py else "false"] for p, m, i, py in self.pairs]
+    def ctes(self, kind: str) -> list[str]:
+        names = [[_str(n), str(i), "true" if py else "false"] for n, (i, py) in sorted(self.names.items())]
         keys = [[_str(k), str(i)] for k, i in sorted(self.keys.items())]
-        rates = [[str(p), str(m), *(_lit(v) for v in (*r.per_token, r.per_image, r.per_request))]
+        rates = [[str(p), str(m), f"CAST({10 ** (r.scale - 9)} AS {kind})",
+                  *(f"CAST({v} AS {kind})" for v in (*r.per_token, r.per_image, r.per_request))]
                  for (p, m), r in sorted(self.rates.items())]
-        zero = _lit(Decimal(0))
         return [
-            values_cte("price_ids", ["provider", "served_model", "pid", "in_python"], pairs,
-                       ["NULL", "NULL", "-1", "false"]),
+            values_cte("price_names", ["name", "pid", "in_python"], names, ["NULL", "-1", "false"]),
             values_cte("key_mults", ["key_id", "mid"], keys, ["NULL", "0"]),
-            values_cte("rates", ["pid", "mid", "r_in", "r_cached", "r_write", "r_out", "r_reasoning",
-                                 "r_image", "r_request"], rates, ["-1", "-1", *[zero] * 7]),
+            values_cte("rates", ["pid", "mid", "divisor", "r_in", "r_cached", "r_write", "r_out",
+                                 "r_reasoning", "r_image", "r_request"], rates, ["-1", "-1", *["1"] * 8]),
         ]
 
-
-def priced_rows_sql(table: PriceTable, since: str) -> str:
-    """One row per usage row of the period: its key, group, model, old cost and new cost (NULL:
-    no price in NEW; priced in Python: `in_python`)."""
-    return f"""WITH {(','.join(chr(10) + c for c in table.ctes()))},
-exact AS (
-  SELECT u.request_id, u.key_id, u."group", u.served_model, u.requested_model, u.cost_usd AS old_cost,
-         {MJ_ROWS} AS carried, ({PRICED_ROWS}) AS priced, coalesce(p.in_python, false) AS in_python,
-         p.pid IS NULL AS no_price, {EXACT} AS exact_cost
+    def base_sql(self, since: str, kind: str) -> str:
+        """The usage rows of the period with their NEW price id (`provider/model` before
+        `model`, as Snapshot.price_for) and multiplier id."""
+        by_provider = any("/" in name for name in self.names)
+        provider_join = (
+            "LEFT JOIN price_names pp ON pp.name = u.provider || '/' || u.served_model" if by_provider
+            else "LEFT JOIN (SELECT NULL::INTEGER AS pid, false AS in_python) pp ON false"  # no such names
+        )
+        return f"""WITH {','.join(chr(10) + c for c in self.ctes(kind))},
+base AS (
+  SELECT u.*, coalesce(pp.pid, pm.pid) AS pid,
+         CASE WHEN pp.pid IS NOT NULL THEN pp.in_python ELSE coalesce(pm.in_python, false) END AS in_python,
+         coalesce(k.mid, 0) AS mid, {MJ_ROWS} AS carried, ({PRICED_ROWS}) AS priced
   FROM usage u
-  LEFT JOIN price_ids p ON p.provider = u.provider AND p.served_model = u.served_model
+  LEFT JOIN price_names pm ON pm.name = u.served_model
+  {provider_join}
   LEFT JOIN key_mults k ON k.key_id = u.key_id
-  LEFT JOIN rates r ON r.pid = p.pid AND r.mid = coalesce(k.mid, 0)
   WHERE u.started_at >= TIMESTAMPTZ {_str(since)}
+)"""
+
+
+def priced_rows_sql(table: PriceTable, since: str, kind: str = "BIGINT") -> str:
+    """One row per usage row of the period: its key, group, model, old cost and new cost in
+    nano-dollars (NULL: carried, not priced, no price in NEW, or priced in Python)."""
+    return f"""{table.base_sql(since, kind)},
+exact AS (
+  SELECT u.request_id, u.key_id, u."group", u.served_model, u.cost_usd AS old_cost, u.carried, u.priced,
+         u.in_python, u.pid IS NULL AS no_price, r.divisor, {exact_units(kind)} AS units
+  FROM base u LEFT JOIN rates r ON r.pid = u.pid AND r.mid = u.mid
 )
-SELECT request_id, key_id, "group", served_model, requested_model, old_cost, carried, priced,
-       in_python, no_price,
-       CASE WHEN carried THEN old_cost WHEN NOT priced OR exact_cost IS NULL THEN NULL
-            ELSE {half_even('exact_cost')} END AS new_cost
+SELECT request_id, key_id, "group", served_model, old_cost, carried, priced, in_python, no_price,
+       CASE WHEN carried OR NOT priced OR units IS NULL THEN NULL
+            ELSE {half_even_nanos('units', 'divisor')} END AS new_nanos
 FROM exact"""
 
 
-def totals_sql(table: PriceTable, since: str) -> str:
-    """Old and new cost per key, per group, per model and in total, in one scan."""
-    return f"""WITH rows AS ({priced_rows_sql(table, since)})
+def totals_sql(table: PriceTable, since: str, kind: str = "BIGINT") -> str:
+    """Old and new cost per key, per group, per model and in total, in one scan. Rows carried
+    at their recorded cost (Midjourney actions) are summed apart."""
+    return f"""WITH priced_rows AS ({priced_rows_sql(table, since, kind)})
 SELECT grouping(key_id, "group", served_model) AS level, key_id, "group", served_model,
-       count(*) AS requests, sum(old_cost) AS old_cost, sum(new_cost) AS new_cost,
+       count(*) AS requests, sum(old_cost) AS old_cost, sum(new_nanos) AS new_nanos,
+       sum(old_cost) FILTER (WHERE carried) AS carried_cost,
        count(*) FILTER (WHERE priced AND no_price) AS unpriced
-FROM rows
+FROM priced_rows
 GROUP BY GROUPING SETS ((key_id), ("group"), (served_model), ())"""
-
-
-def pairs_sql(since: str) -> str:
-    return (f"SELECT provider, served_model, count(*) AS n FROM usage "
-            f"WHERE started_at >= TIMESTAMPTZ {_str(since)} AND {PRICED_ROWS} GROUP BY ALL")
 
 
 def python_rows_sql(table: PriceTable, since: str) -> str:
     """The rows of prices SQL cannot price exactly, grouped by what `compute_cost` reads."""
-    pairs = [f"({_str(p)}, {_str(m)})" for p, m, _, py in table.pairs if py]
-    if not pairs:
+    if not any(py for _, py in table.names.values()):
         return ""
-    return (f"SELECT key_id, \"group\", provider, served_model, prompt_tokens, completion_tokens, "
+    return (f"{table.base_sql(since, 'BIGINT')}\n"
+            f"SELECT key_id, \"group\", provider, served_model, prompt_tokens, completion_tokens, "
             f"cached_tokens, cache_write_tokens, reasoning_tokens, images, audio_seconds, count(*) AS n "
-            f"FROM usage WHERE started_at >= TIMESTAMPTZ {_str(since)} AND {PRICED_ROWS} "
-            f"AND (provider, served_model) IN ({', '.join(pairs)}) GROUP BY ALL")
+            f"FROM base WHERE in_python AND priced GROUP BY ALL")
 
 
 def admitted_sql(since: str) -> str:

@@ -143,13 +143,11 @@ def summary_line(report: Report) -> str:
 
 
 def _access_phrases(counter: Counter[str], verb: str) -> list[str]:
-    phrases = []
-    for model, n in counter.most_common(2):
-        phrases.append(f"{n} key{'s' if n != 1 else ''} {verb}{'s' if n == 1 else ''} access to {model}")
-    rest = len(counter) - 2
-    if rest > 0:
-        phrases.append(f"and {rest} more model{'s' if rest != 1 else ''}")
-    return phrases
+    if not counter:
+        return []
+    (model, n), rest = counter.most_common(1)[0], len(counter) - 1
+    more = f" (and {rest} more model{'s' if rest != 1 else ''})" if rest else ""
+    return [f"{n} key{'s' if n != 1 else ''} {verb}{'s' if n == 1 else ''} access to {model}{more}"]
 
 
 def _money_json(m: Money) -> dict[str, Any]:

@@ -92,7 +92,8 @@ def load_side(
     try:
         snapshot = load_snapshot(directory, allow_missing_env=allow_missing_env, env_file=env_file)
     except BundleError as exc:
-        raise SideError(spec, "does not pass check", [_relabel(p, directory, label) for p in exc.problems]) from None
+        problems = [_relabel(p, directory, label) for p in exc.problems]
+        raise SideError(spec, "does not pass check", problems) from None
     return Side(spec=spec, label=label, snapshot=snapshot)
 
 

@@ -12,6 +12,7 @@ from ..config.snapshot import KeyRuntime
 from ..errors import InvalidRequest, NotFound, UpstreamError
 from ..providers.wire.head import TOO_DEEP
 from ..usage.claim import read_problem
+from . import provider_admin
 from .auth import authenticate, authenticate_admin, presented_key
 from .envelope import Call
 from .http import client_ip, json_body, send_json
@@ -108,6 +109,7 @@ async def metrics(call: Call) -> None:
         conflict = 1 if _parquet_problem(state) else 0
         lines += ["# TYPE tollgate_usage_parquet_conflict gauge",
                   f"tollgate_usage_parquet_conflict {conflict}"]
+    lines += provider_admin.metric_lines(state)  # breakers, benched keys, latency per key
     body = ("\n".join(lines) + "\n").encode()
     proto.response_bytes(200, [("content-type", "text/plain; version=0.0.4")], body)
 

@@ -15,6 +15,7 @@ A `send` answers with its result, or raises:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
@@ -30,7 +31,12 @@ ForTarget = Callable[[ProviderRuntime, RouteTarget], Send[T]]
 
 
 class KeyRefused(Exception):
-    """The upstream refused the API key it was sent (HTTP 401/403)."""
+    """The upstream refused the API key it was sent (HTTP 401/403, or a status or error code of
+    the provider's `disable_on`: then `until_test`, the key stays benched until a test passes)."""
+
+    def __init__(self, detail: str, status: int = 401, *, until_test: bool = False) -> None:
+        super().__init__(detail)
+        self.status, self.until_test = status, until_test
 
 
 class AttemptFailed(Exception):
@@ -88,11 +94,21 @@ class Attempts:
                 ring = self.state.keyring(provider)
                 for api_key in ring.rotation(self.affinity):  # each key at most once
                     self._count(provider, target)
+                    stats = self.state.health.begin(provider.id, ring.index[api_key])
+                    started = time.monotonic()
+                    ok = False
                     try:
                         result = await send(api_key)
-                    except KeyRefused:
-                        ring.bench(api_key)  # refused; the provider's other keys may serve
+                        ok = True
+                    except KeyRefused as refused:  # refused; the provider's other keys may serve
+                        ring.bench(api_key, reason=str(refused), status=refused.status,
+                                   until_test=refused.until_test)
                         continue
+                    except GatewayError:
+                        ok = True  # the upstream answered: the request was refused, not the upstream
+                        raise
+                    finally:
+                        self.state.health.end(stats, ok, started)
                     break
                 else:
                     raise AttemptFailed(provider.id, "every api key of this provider was refused")

@@ -16,6 +16,7 @@ import msgspec
 from ..config.snapshot import ProviderRuntime, RouteTarget, Snapshot
 from ..core.family import family_of
 from ..errors import UpstreamError
+from ..ops.errors import error_parts
 from ..providers.adapters.base import UpstreamCall, UpstreamResponse
 from ..providers.adapters.registry import adapter_for
 from ..providers.auth.base import CredentialsUnavailable
@@ -110,9 +111,12 @@ def _upstream(
 
 async def _refusal(response: UpstreamResponse, provider: ProviderRuntime, snap: Snapshot) -> Exception:
     """What an upstream's error status means for the engine."""
-    detail = await upstream_error_detail(response, snap.redactor)
+    detail, codes = await upstream_error_parts(response, snap.redactor)
+    disable_on = provider.spec.disable_on
+    if disable_on and (response.status in disable_on or any(c in disable_on for c in codes)):
+        return KeyRefused(detail, response.status, until_test=True)  # benched until a test passes
     if response.status in (401, 403):
-        return KeyRefused(detail)
+        return KeyRefused(detail, response.status)
     if response.status in snap.settings.routing.retry_on:
         return AttemptFailed(provider.id, f"HTTP {response.status}: {detail}", response.status)
     return UpstreamError(f"upstream {provider.id} refused the request: {detail}", status=response.status,
@@ -122,6 +126,15 @@ async def _refusal(response: UpstreamResponse, provider: ProviderRuntime, snap: 
 class _ErrorDoc(msgspec.Struct):
     error: Any = None
     message: str | None = None
+
+
+async def upstream_error_parts(response: UpstreamResponse, redactor: Redactor) -> tuple[str, tuple[str, ...]]:
+    """The message (as upstream_error_detail) and the error codes, for `disable_on`."""
+    try:
+        raw = await response.read()
+    except (UpstreamTimeout, UpstreamConnectError, OSError):
+        return "no response body", ()
+    return error_parts(raw, redactor)
 
 
 async def upstream_error_detail(response: UpstreamResponse, redactor: Redactor) -> str:

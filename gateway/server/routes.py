@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..console.handler import Console
 from ..errors import GatewayError, MethodNotAllowed, NotFound
-from . import admin, count_tokens, credits, native
+from . import admin, count_tokens, credits, native, provider_admin
 from .envelope import Call, Endpoint
 from .http import family_of
 from .midjourney import endpoints as midjourney
@@ -41,6 +41,7 @@ EXACT.update({
     ("GET", "/readyz"): Endpoint(admin.readyz),
     ("GET", "/metrics"): Endpoint(admin.metrics),
     ("GET", "/admin/policy"): Endpoint(admin.policy_status),
+    ("GET", "/admin/providers"): Endpoint(provider_admin.list_providers),
     ("POST", "/admin/usage/query"): Endpoint(admin.usage_query),
     ("POST", "/admin/credits"): Endpoint(credits.top_up),
     ("POST", "/v1/dashboard/redeem"): Endpoint(credits.redeem),
@@ -74,7 +75,8 @@ def find(method: str, path: str) -> Endpoint:
         return CREDIT_BALANCE
     if path == "/console" or path.startswith("/console/"):
         return CONSOLE_ENDPOINT
-    return midjourney.dynamic_route(method, path) or Endpoint(_no_route, family_of(path))
+    found = provider_admin.route(method, path) or midjourney.dynamic_route(method, path)
+    return found or Endpoint(_no_route, family_of(path))
 
 
 async def _no_route(call: Call) -> None:

@@ -1,0 +1,104 @@
+"""One worker's view of its upstreams: per provider and API key, requests in flight, recent
+outcomes and latencies (counted by the attempt engine around each delivery), benched keys and the
+breaker. `worker_document` turns it into plain data that health_merge.py publishes and merges
+across workers. Keys are named by their index, never by their value."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config.snapshot import ProviderRuntime
+from ..providers.keyring import KeyRing
+from ..routing.breaker import Breaker
+
+RECENT = 256  # outcomes kept per key: the sample of the error rate and the latency percentiles
+WINDOW_S = 300.0  # what "recent" means
+
+
+@dataclass(slots=True)
+class KeyStats:
+    in_flight: int = 0
+    requests: int = 0
+    errors: int = 0
+    recent: deque[tuple[float, bool, float]] = field(default_factory=lambda: deque(maxlen=RECENT))
+
+
+class HealthStats:
+    """Counted on the request path: two clock reads and a deque append per delivery."""
+
+    __slots__ = ("_keys",)
+
+    def __init__(self) -> None:
+        self._keys: dict[tuple[str, int], KeyStats] = {}
+
+    def begin(self, provider: str, index: int) -> KeyStats:
+        stats = self._keys.get((provider, index))
+        if stats is None:
+            stats = self._keys[(provider, index)] = KeyStats()
+        stats.in_flight += 1
+        return stats
+
+    @staticmethod
+    def end(stats: KeyStats, ok: bool, started: float) -> None:
+        stats.in_flight -= 1
+        stats.requests += 1
+        if not ok:
+            stats.errors += 1
+        stats.recent.append((time.time(), ok, (time.monotonic() - started) * 1000))
+
+    def get(self, provider: str, index: int) -> KeyStats | None:
+        return self._keys.get((provider, index))
+
+    def error_rate(self, provider: str, window_s: float) -> tuple[int, int]:
+        """(requests, errors) of a provider's keys within the last `window_s`."""
+        since = time.time() - window_s
+        requests = errors = 0
+        for (p, _), stats in self._keys.items():
+            if p == provider:
+                for at, ok, _ms in stats.recent:
+                    if at >= since:
+                        requests += 1
+                        errors += not ok
+        return requests, errors
+
+
+def bench_document(ring: KeyRing | None, index: int) -> dict[str, Any] | None:
+    bench = ring.benches.get(index) if ring is not None else None
+    if bench is None or bench.until <= time.monotonic():
+        return None
+    until = None if math.isinf(bench.until) else time.time() + (bench.until - time.monotonic())
+    return {"reason": bench.reason, "status": bench.status, "since": bench.since, "until": until,
+            "until_test": bench.until_test}
+
+
+def worker_document(
+    providers: Mapping[str, ProviderRuntime], breakers: Mapping[str, Breaker],
+    rings: Mapping[str, KeyRing], stats: HealthStats,
+) -> dict[str, Any]:
+    """This worker's state as plain data (JSON): what health_merge.py merges."""
+    now = time.time()
+    doc: dict[str, Any] = {}
+    for pid, provider in providers.items():
+        breaker = breakers.get(pid)
+        keys = {}
+        for index in range(max(1, len(provider.api_keys))):
+            s = stats.get(pid, index)
+            keys[str(index)] = {
+                "benched": bench_document(rings.get(pid), index),
+                "in_flight": s.in_flight if s else 0,
+                "requests": s.requests if s else 0,
+                "errors": s.errors if s else 0,
+                "recent": [[at, ok, round(ms, 2)] for at, ok, ms in s.recent if at >= now - WINDOW_S]
+                if s else [],
+            }
+        doc[pid] = {
+            "breaker": {"state": breaker.state(), "since": breaker.since} if breaker else None,
+            "keys": keys,
+        }
+    return {"pid": os.getpid(), "at": now, "providers": doc}

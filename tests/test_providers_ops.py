@@ -1,0 +1,247 @@
+"""Provider operations end to end, with a real gateway process, a fake upstream and a webhook
+receiver: a key starts being refused (401) -> benched until a test passes -> signed alert ->
+`/admin/providers` and /metrics show it -> `tollgate providers test` fails, then passes once the
+upstream is fixed -> the background re-test restores the key -> alert; a breaker opens ->
+alert; model drift by `tollgate providers models --check`. No secret in any output."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from aiohttp import web
+
+from tests.conftest import key_hash
+from tests.fakes.openai_upstream import FakeUpstream
+from tests.fakes.threaded import wait_for
+from tests.fakes.webhook_receiver import WebhookReceiver
+from tests.gateway_process import ROOT, GatewayProcess
+
+UP_KEY = "sk-up-secret-9f8e7d6c5b4a"
+FLAKY_KEY = "sk-flaky-secret-0011aabb"
+HOOK_SECRET = "whsec-e2e-secret-55aa"
+ENV = {"UP_KEY": UP_KEY, "FLAKY_KEY": FLAKY_KEY, "HOOK_SECRET": HOOK_SECRET}
+SECRETS = (UP_KEY, FLAKY_KEY, HOOK_SECRET)
+CLIENT, ADMIN = "tg-ops-client", "tg-ops-admin"
+
+BUNDLE = """
+schema = 1
+
+[settings]
+pricing = "lenient"
+[settings.routing]
+max_attempts = 2
+retry_on = [500, 502, 503, 504]
+[settings.routing.breaker]
+failures = 2
+window_s = 30
+cooldown_s = 60
+
+[[provider]]
+id = "up"
+kind = "openai-compatible"
+base_url = "{base}"
+api_keys = ["${{UP_KEY}}"]
+models = ["m-a", "text-embedding-3-small"]
+disable_on = [401, "insufficient_quota"]
+retest_every_s = 5
+
+[[provider]]
+id = "flaky"
+kind = "openai-compatible"
+base_url = "{base}"
+api_keys = ["${{FLAKY_KEY}}"]
+models = ["m-flaky"]
+
+[price.m-a]
+input = 1.0
+output = 2.0
+
+[[key]]
+id = "client"
+hash = "{client}"
+
+[[admin_key]]
+id = "root"
+hash = "{admin}"
+
+[[alert]]
+id = "benched"
+on = "key_benched"
+url = "{hook}"
+secret = "${{HOOK_SECRET}}"
+
+[[alert]]
+id = "restored"
+on = "key_restored"
+url = "{hook}"
+secret = "${{HOOK_SECRET}}"
+format = "slack"
+text = "key {{key}} of {{provider}} is back: {{reason}}"
+
+[[alert]]
+id = "breaker"
+on = "breaker_open"
+url = "{hook}"
+when = 'event.provider == "flaky"'
+"""
+
+
+class ListingUpstream(FakeUpstream):
+    """The fake OpenAI upstream, plus `GET /v1/models` listing `offered`."""
+
+    offered: list[str] = ["m-a", "text-embedding-3-small"]
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "GET" and request.path == "/v1/models":
+            presented = request.headers.get("authorization", "").removeprefix("Bearer ")
+            if presented in self.reject_keys:
+                return web.json_response({"error": {"message": f"bad key {presented}"}}, status=401)
+            return web.json_response({"object": "list", "data": [{"id": m} for m in self.offered]})
+        return await super()._handle(request)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayProcess, ListingUpstream, WebhookReceiver]]:
+    root = tmp_path_factory.mktemp("ops")
+    upstream, hook = ListingUpstream("up").start(), WebhookReceiver().start()
+    policies = root / "policies"
+    policies.mkdir()
+    (policies / "bundle.toml").write_text(BUNDLE.format(base=upstream.base_url, hook=hook.url,
+                                                        client=key_hash(CLIENT), admin=key_hash(ADMIN)))
+    with GatewayProcess(policies, root / "data", env=ENV) as gw:
+        yield gw, upstream, hook
+    upstream.stop()
+    hook.stop()
+
+
+def chat(gw: GatewayProcess, model: str) -> httpx.Response:
+    return httpx.post(f"{gw.url}/v1/chat/completions", headers={"authorization": f"Bearer {CLIENT}"},
+                      json={"model": model, "messages": [{"role": "user", "content": "hi"}]}, timeout=30)
+
+
+def admin(gw: GatewayProcess, method: str, path: str, **kw: Any) -> httpx.Response:
+    return httpx.request(method, f"{gw.url}{path}", headers={"authorization": f"Bearer {ADMIN}"}, timeout=60, **kw)
+
+
+def tollgate(gw: GatewayProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "gateway", *args, "--policies", str(gw.policies)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin", **ENV})
+    assert_no_secret(done.stdout + done.stderr)
+    assert "Traceback" not in done.stderr
+    return done
+
+
+def assert_no_secret(text: str) -> None:
+    for secret in SECRETS:
+        assert secret not in text
+
+
+def key_health(gw: GatewayProcess, provider: str) -> dict[str, Any]:
+    r = admin(gw, "GET", "/admin/providers")
+    assert r.status_code == 200
+    assert_no_secret(r.text)
+    [p] = [p for p in r.json()["providers"] if p["id"] == provider]
+    return p
+
+
+def test_refused_key_benched_alerted_tested_restored(world: tuple[GatewayProcess, ListingUpstream,
+                                                                  WebhookReceiver]) -> None:
+    gw, upstream, hook = world
+    upstream.reject_keys.add(UP_KEY)  # the fake's 401 quotes the key it got
+    r = chat(gw, "m-a")
+    assert r.status_code == 502 and "refused" in r.text
+    assert_no_secret(r.text)
+
+    alert = hook.wait_for_event("key_benched")
+    assert alert.signed_by(HOOK_SECRET)
+    doc = alert.json()
+    assert (doc["provider"], doc["key_index"], doc["key"], doc["status"]) == ("up", 0, "sk-...5b4a", 401)
+    assert "Incorrect API key provided: [redacted]" in doc["reason"] and doc["until"] is None
+    assert_no_secret(alert.body.decode())
+
+    up = key_health(gw, "up")
+    [key] = up["keys"]
+    assert key["key"] == "sk-...5b4a" and key["benched"]["until_test"] is True
+    assert key["benched"]["status"] == 401 and "[redacted]" in key["benched"]["reason"]
+    assert key["requests"] >= 1 and key["errors"] >= 1 and key["p95_ms"] is not None
+    metrics = httpx.get(f"{gw.url}/metrics").text
+    assert 'tollgate_provider_key_benched{provider="up",key_index="0"} 1' in metrics
+    assert_no_secret(metrics)
+
+    r = chat(gw, "m-a")  # benched: not even tried
+    assert r.status_code in (502, 503)
+    assert not any(x.headers.get("Authorization") == f"Bearer {UP_KEY}" and x.path.endswith("completions")
+                   for x in upstream.received[-1:] if r.status_code == 503)
+
+    failed = tollgate(gw, "providers", "test", "up")
+    assert failed.returncode == 1 and "FAILED" in failed.stdout and "401" in failed.stdout
+    assert "sk-...5b4a" in failed.stdout
+
+    upstream.reject_keys.clear()
+    passed = tollgate(gw, "providers", "test", "up", "--stream")
+    assert passed.returncode == 0, passed.stdout
+    assert passed.stdout.count(" ok") == 2 and "chat stream" in passed.stdout and "embeddings" in passed.stdout
+
+    restored = hook.wait_for_event("key_restored", timeout=15)  # the background re-test, every 5 s
+    assert restored.signed_by(HOOK_SECRET)
+    assert restored.json() == {"text": "key sk-...5b4a of up is back: provider test passed"}
+    assert wait_for(lambda: key_health(gw, "up")["keys"][0]["benched"] is None, 5)
+    assert chat(gw, "m-a").status_code == 200
+
+    r = admin(gw, "POST", "/admin/providers/up/test", json={"stream": True})
+    assert r.status_code == 200 and r.json()["ok"] is True
+    assert {(x["kind"], x["stream"], x["status"]) for x in r.json()["results"]} == {
+        ("chat", True, 200), ("embeddings", False, 200)}
+    assert_no_secret(r.text)
+
+
+def test_breaker_open_alert_and_state(world: tuple[GatewayProcess, ListingUpstream, WebhookReceiver]) -> None:
+    gw, upstream, hook = world
+    upstream.script("m-flaky", status=500, times=10)
+    for _ in range(2):
+        assert chat(gw, "m-flaky").status_code == 502
+    alert = hook.wait_for_event("breaker_open")
+    assert alert.json()["provider"] == "flaky" and alert.json()["failures"] == 2
+    assert key_health(gw, "flaky")["breaker"]["state"] == "open"
+    assert 'tollgate_provider_breaker_open{provider="flaky"} 1' in httpx.get(f"{gw.url}/metrics").text
+
+
+def test_admin_provider_endpoints_refuse_bad_input(world: tuple[GatewayProcess, ListingUpstream,
+                                                                WebhookReceiver]) -> None:
+    gw, _, _ = world
+    assert httpx.get(f"{gw.url}/admin/providers").status_code == 401
+    client = httpx.post(f"{gw.url}/admin/providers/up/test", headers={"authorization": f"Bearer {CLIENT}"})
+    assert client.status_code == 401 and client.json()["error"]["message"]  # a client key is no admin key
+    missing = admin(gw, "POST", "/admin/providers/nope/test")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "provider_not_found"
+    bad = admin(gw, "POST", "/admin/providers/up/test", json={"model": 3})
+    assert bad.status_code == 400 and "error" in bad.json()
+
+
+def test_model_drift(world: tuple[GatewayProcess, ListingUpstream, WebhookReceiver]) -> None:
+    gw, upstream, _ = world
+    same = tollgate(gw, "providers", "models", "up", "--check")
+    assert same.returncode == 1 and "listed without a price (1):\n  text-embedding-3-small" in same.stdout
+
+    upstream.offered = ["m-a", "m-new", "dall-e-3"]
+    drift = tollgate(gw, "providers", "models", "up", "--check", "--ignore", "dall-e*")
+    assert drift.returncode == 1
+    assert "not offered upstream (1):\n  text-embedding-3-small" in drift.stdout
+    assert "offered upstream but not listed (1):\n  m-new" in drift.stdout
+    assert 'models = ["m-a", "m-new"]' in drift.stdout and '[price."m-new"]' in drift.stdout
+
+    r = admin(gw, "GET", "/admin/providers/up/models")
+    assert r.status_code == 200 and r.json()["not_listed"] == ["dall-e-3", "m-new"]
+
+    upstream.offered = ["m-a", "text-embedding-3-small"]
+    upstream.reject_keys.add(UP_KEY)
+    try:
+        refused = tollgate(gw, "providers", "models", "up")
+        assert refused.returncode == 1 and "HTTP 401" in refused.stderr and "[redacted]" in refused.stderr
+    finally:
+        upstream.reject_keys.clear()
