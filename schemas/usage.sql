@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS usage (
     "latency_ms"         DOUBLE,
     "ttft_ms"            DOUBLE,
     "policy_revision"    VARCHAR,  -- revision of the policy bundle that priced the request
+    "affinity_key"       VARCHAR,  -- hash (sha256, 16 hex) of the alias's affinity value; NULL without affinity
     "session_id"         VARCHAR  -- Realtime API session (one row per response in it); NULL otherwise
 );
 
@@ -95,6 +96,14 @@ SELECT provider, count(*) AS requests, count(*) FILTER (WHERE status >= 500) AS 
        count(*) FILTER (WHERE status >= 400) AS errors,
        round(count(*) FILTER (WHERE status >= 400) / count(*), 4) AS error_rate
 FROM usage WHERE provider IS NOT NULL GROUP BY ALL ORDER BY provider;
+
+-- Prompt-cache hits per affinity key (aliases with `affinity`): the share of prompt tokens read
+-- from the provider's cache, per hashed affinity value and provider.
+CREATE OR REPLACE VIEW cache_hits_by_affinity AS
+SELECT affinity_key, provider, count(*) AS requests, sum(prompt_tokens) AS prompt_tokens,
+       sum(cached_tokens) AS cached_tokens,
+       round(sum(cached_tokens) / nullif(sum(prompt_tokens), 0), 4) AS cache_hit_rate
+FROM usage WHERE affinity_key IS NOT NULL GROUP BY ALL ORDER BY requests DESC, affinity_key;
 
 CREATE OR REPLACE VIEW provider_latency AS
 SELECT provider, count(*) AS requests,

@@ -195,6 +195,18 @@ def test_frames_relayed_as_they_are(gateway: GatewayProcess, upstream: FakeRealt
     assert received == [b"\x00\x01binary\xff", '{"type": "session.update", oops']
 
 
+def test_pings_are_answered_on_both_hops(gateway: GatewayProcess, upstream: FakeRealtime) -> None:
+    async def session() -> None:
+        async with connect(gateway) as ws:
+            await until_type(ws, "session.created")
+            pong = await ws.ping()
+            async with asyncio.timeout(10):
+                await pong  # granian answers the client's ping
+            assert upstream.conns[-1].ponged.wait(10)  # the gateway's client answered the upstream's
+
+    asyncio.run(session())
+
+
 def test_client_gone_mid_response_closes_upstream(gateway: GatewayProcess, upstream: FakeRealtime) -> None:
     async def session() -> None:
         async with connect(gateway) as ws:
@@ -210,10 +222,14 @@ def test_client_gone_mid_response_closes_upstream(gateway: GatewayProcess, upstr
     conn = upstream.conns[before]
     assert conn.closed.wait(10), "the gateway did not close the upstream"
     assert conn.close_code == 1000
-    # the answered response is billed; the cut one has no usage to bill
-    answered = rows(gateway, "key_id = 'voice' and status = 200", billed + 1)
-    assert len(answered) == billed + 1
-    assert answered[-1]["prompt_tokens"] == 100
+    # the gateway cancelled the cut response upstream before closing, and bills what it used
+    assert json.loads(conn.received[-1]) == {"type": "response.cancel"}
+    answered = rows(gateway, "key_id = 'voice' and status = 200", billed + 2)
+    assert len(answered) == billed + 2
+    finished, cut = answered[-2:]
+    assert finished["session_id"] == cut["session_id"]
+    assert (finished["prompt_tokens"], finished["error_type"]) == (100, None)
+    assert (cut["prompt_tokens"], cut["completion_tokens"], cut["error_type"]) == (20, 10, "response_cancelled")
 
 
 def test_upstream_close_reaches_the_client(gateway: GatewayProcess) -> None:

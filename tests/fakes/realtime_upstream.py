@@ -4,7 +4,8 @@ It checks the provider key (Bearer for /v1/realtime, `api-key` for Azure's /open
 sends `session.created`, and answers client events:
 - `response.create`: `response.created`, two text deltas, `response.done` with USAGE; what the
   response's `instructions` say changes that: "hang" stops after the first delta (the response
-  never finishes), "close:<code>:<reason>" closes the socket with that code, "big:<n>" sends a
+  finishes only when cancelled: `response.cancel` gets a `response.done`, status cancelled,
+  with PARTIAL usage), "close:<code>:<reason>" closes the socket with that code, "big:<n>" sends a
   text event of about n bytes instead;
 - a binary frame is echoed as binary;
 - text that is not JSON is answered with an `error` event, as OpenAI does.
@@ -37,6 +38,9 @@ USAGE = {
     },
     "output_token_details": {"text_tokens": 10, "audio_tokens": 40},
 }
+PARTIAL = {"total_tokens": 30, "input_tokens": 20, "output_tokens": 10,
+           "input_token_details": {"text_tokens": 20, "audio_tokens": 0, "cached_tokens": 0},
+           "output_token_details": {"text_tokens": 10, "audio_tokens": 0}}
 
 
 @dataclass
@@ -48,6 +52,7 @@ class Conn:
     close_code: int | None = None  # what the gateway closed this upstream socket with
     close_reason: str = ""
     closed: threading.Event = field(default_factory=threading.Event)
+    ponged: threading.Event = field(default_factory=threading.Event)  # the gateway answered a ping
 
 
 class FakeRealtime:
@@ -59,6 +64,7 @@ class FakeRealtime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Server | None = None
         self._ids = itertools.count(1)
+        self.hanging: dict[int, str] = {}  # connection -> the response left unfinished ("hang")
 
     @property
     def base_url(self) -> str:
@@ -112,6 +118,7 @@ class FakeRealtime:
         conn = Conn(url.path, parse_qs(url.query), {k.lower(): v for k, v in ws.request.headers.raw_items()})
         self.conns.append(conn)
         await ws.send(self._event("session.created", session={"id": f"sess_{next(self._ids)}"}))
+        pinger = asyncio.ensure_future(self._ping(ws, conn))
         try:
             async for message in ws:
                 conn.received.append(message)
@@ -122,10 +129,17 @@ class FakeRealtime:
         except ConnectionClosed:
             pass
         finally:
+            pinger.cancel()
             rcvd = ws.protocol.close_rcvd
             conn.close_code = rcvd.code if rcvd is not None else 1006
             conn.close_reason = rcvd.reason if rcvd is not None else ""
             conn.closed.set()
+
+    async def _ping(self, ws: ServerConnection, conn: Conn) -> None:
+        """The upstream pings the gateway once: its WebSocket client must answer."""
+        pong = await ws.ping()
+        await pong
+        conn.ponged.set()
 
     async def _answer(self, ws: ServerConnection, message: str) -> None:
         try:
@@ -135,6 +149,12 @@ class FakeRealtime:
                 "type": "invalid_request_error", "code": "invalid_json",
                 "message": "We could not parse the JSON body of your request.", "param": None,
             }))
+            return
+        if event.get("type") == "response.cancel" and self.hanging.get(id(ws)):
+            rid = self.hanging.pop(id(ws))
+            await ws.send(self._event("response.done", response={
+                "object": "realtime.response", "id": rid, "status": "cancelled", "output": [],
+                "usage": PARTIAL}))
             return
         if event.get("type") != "response.create":
             return
@@ -150,6 +170,7 @@ class FakeRealtime:
         await ws.send(self._event("response.created", response={"id": rid, "status": "in_progress"}))
         await ws.send(self._event("response.output_text.delta", response_id=rid, delta="Hello"))
         if what == "hang":
+            self.hanging[id(ws)] = rid
             return
         await ws.send(self._event("response.output_text.delta", response_id=rid, delta=" there"))
         await ws.send(self._event("response.done", response={

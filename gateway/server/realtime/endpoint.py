@@ -68,17 +68,17 @@ async def serve_ws(state: WorkerState, scope: Scope, proto: WebsocketProto) -> N
             await state.limiter.settle(session.admission, _Nothing())
         return
     try:
-        try:
-            transport = await proto.accept()
-        except ProtocolError:
-            await upstream.close(1001, "client went away")
-            return
+        transport = await proto.accept()
         session_id = new_request_id().replace("req_", "rts_", 1)
         await Relay(state, session, session_id, transport, upstream, target).run()
+    except ProtocolError:
+        pass  # the client left before the upgrade completed
     except Exception:
         log.exception("realtime session failed")
         await upstream.close(1011, "gateway error")
     finally:
+        # a no-op after a relay's own close; here for the other ways out (the worker stopping)
+        await upstream.close(1001, "going away")
         await state.limiter.settle(session.admission, _Nothing())
         proto.close()
 

@@ -4,7 +4,8 @@ both ways); every `response.done` becomes a usage row and a limiter charge as it
 
 How a session ends (RSGI lets the gateway send no close code or reason to the client, so the
 client learns why from an `error` event sent just before the close):
-- the client closes or goes away: the upstream is closed (1000);
+- the client closes or goes away: a response in progress is cancelled upstream and its usage
+  (its `response.done`) billed, then the upstream is closed (1000);
 - the upstream closes: the client is closed, after an `error` event naming the upstream's code
   and reason unless it closed normally (1000);
 - a frame over `realtime_max_frame_bytes` either way: an `error` event, upstream closed with 1009;
@@ -33,6 +34,8 @@ from .connect import ENDPOINT, Session
 from .events import Done, error_event, is_response_created, response_done
 
 log = logging.getLogger("tollgate.realtime")
+CANCEL = '{"type": "response.cancel"}'
+CANCEL_WAIT_S = 5.0  # for the usage of a response the client left in the middle of
 
 
 @dataclass(slots=True)
@@ -67,8 +70,24 @@ class Relay:
         if ending.notice is not None and not ending.client_cancelled:
             with contextlib.suppress(Exception):  # the client may be gone too
                 await self.transport.send_str(ending.notice)
+        if ending.client_cancelled and self._started is not None:
+            await self._cancel_response()
         await self.upstream.close(ending.upstream_code, ending.upstream_reason)
         return ending
+
+    async def _cancel_response(self) -> None:
+        """The client left mid-response: cancel it upstream and bill what it used (its
+        `response.done`, status cancelled), waiting at most CANCEL_WAIT_S for it."""
+        try:
+            await self.upstream.send(CANCEL)
+            async with asyncio.timeout(CANCEL_WAIT_S):
+                while True:
+                    data = await self.upstream.recv()
+                    if isinstance(data, str) and (done := response_done(data)) is not None:
+                        await self.bill(done)
+                        return
+        except (TimeoutError, ConnectionClosed):
+            log.info("realtime session %s: a response cut by the client was not reported", self.session_id)
 
     async def _from_client(self) -> Ending:
         receive, send = self.transport.receive, self.upstream.send
