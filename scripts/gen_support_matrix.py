@@ -28,6 +28,9 @@ endpoint, a column the `kind` of the provider the model routes to.
   a local estimate (free either way).
 - **no**: a 400 `unsupported_endpoint` in the client's shape (or, when no format of that family
   reaches the kind at all, a failed attempt that routing moves past).
+
+`vertex` is a Vertex AI provider serving Gemini models, `vertex-anthropic` one with
+`publisher = "anthropic"` (docs/providers.md).
 """
 
 BODIES = {
@@ -67,7 +70,7 @@ def _cell(family: str, kind: str, endpoint: str) -> str:
 
 def render() -> str:
     sys.path.insert(0, str(ROOT))
-    from gateway.core.family import FAMILY_OF_KIND, family_of
+    from gateway.core.family import FAMILY_OF_KIND
     from gateway.server import native
     from gateway.server.routes import RELAYED
 
@@ -77,11 +80,11 @@ def render() -> str:
         rows.append((f"`POST /v1/{endpoint}`", [_cell("openai", k, endpoint) for k in kinds]))
     rows.append(("`POST /v1/messages`", [_cell("anthropic", k, "messages") for k in kinds]))
     rows.append(("`POST /v1/messages/count_tokens`",
-                 ["forwarded" if family_of(k) == "anthropic" else "estimated" for k in kinds]))
+                 ["forwarded" if k == "anthropic" else "estimated" for k in kinds]))  # as count_tokens.py
     rows.append(("`POST /v1beta/models/{model}:generateContent`, `:streamGenerateContent`",
                  [_cell("gemini", k, "generateContent") for k in kinds]))
     rows.append(("`POST /v1beta/models/{model}:countTokens`",
-                 ["forwarded" if family_of(k) == "gemini" else "estimated" for k in kinds]))
+                 ["forwarded" if k == "gemini" else "estimated" for k in kinds]))
     for verb in native.EMBED_VERBS:
         rows.append((f"`POST /v1beta/models/{{model}}:{verb}`", [_cell("gemini", k, verb) for k in kinds]))
     rows.append(("`/mj/submit/*`, `/mj/task/...` (docs/midjourney.md)",

@@ -122,3 +122,18 @@ def test_vertex_anthropic_publisher_is_its_own_runtime_kind(tmp_path: Path) -> N
     snap = load_snapshot(_bundle(tmp_path, VERTEX.format(extra=extra)), env={"SA": info})
     assert snap.providers["gcp"].kind == "vertex-anthropic"
     assert snap.providers["gcp"].base_url == "https://aiplatform.googleapis.com"
+
+
+def test_the_vertex_example_of_docs_providers_passes_check(tmp_path: Path) -> None:
+    """docs/providers.md's Vertex block (a fragment for the docs test, which has no real key)."""
+    text = (ROOT / "docs" / "providers.md").read_text()
+    blocks = [b.split("```")[0] for b in text.split("```toml\n")[1:]]
+    block = next(b for b in blocks if 'kind = "vertex"' in b)
+    info, _ = service_account("https://oauth2.googleapis.com/token")
+    key = tmp_path / "vertex-sa.json"
+    key.write_text(info)
+    d = _bundle(tmp_path, "schema = 1\n" + block.replace("/etc/tollgate/vertex-sa.json", str(key)))
+    snap = load_snapshot(d, env={})
+    assert {p.id: p.kind for p in snap.providers.values()} == {"vertex-gemini": "vertex",
+                                                                "vertex-claude": "vertex-anthropic"}
+    assert snap.providers["vertex-claude"].credentials["service_account"] == info

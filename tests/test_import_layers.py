@@ -41,7 +41,7 @@ LAYERS: list[tuple[str, ...]] = [
 # Inside providers/, bottom to top (same rule).
 PROVIDER_LAYERS: list[tuple[str, ...]] = [
     ("wire",),  # msgspec types per API family
-    ("translate", "transport"),  # pairwise codecs; upstream HTTP clients (independent of each other)
+    ("translate", "transport", "auth"),  # pairwise codecs; upstream HTTP clients; cloud credentials (SigV4, OAuth)
     ("codecs", "adapters", "keyring"),  # the codec table; one adapter per provider kind; key rotation
 ]
 

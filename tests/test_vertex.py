@@ -20,6 +20,7 @@ import anthropic
 import openai
 import pytest
 from google import genai
+from google.genai import errors as genai_errors
 from google.genai import types
 
 from tests.conftest import key_hash
@@ -200,3 +201,15 @@ def test_refresh_failure_is_a_clear_error_then_benched(env: Env) -> None:
         _oai(env).chat.completions.create(**ask)
     assert benched.value.status_code == 503
     assert not any(c.path.endswith("gemini-broken:generateContent") for c in env.vx.received)
+
+
+def test_embeddings_are_refused_in_the_clients_shape(env: Env) -> None:
+    before = len(env.vx.received)
+    with pytest.raises(openai.BadRequestError) as refused:
+        _oai(env).embeddings.create(model="gemini-v", input="hi")
+    assert refused.value.code == "unsupported_endpoint" and "Vertex AI" in str(refused.value)
+    g = genai.Client(api_key=KEY, http_options=types.HttpOptions(base_url=env.gw.url))
+    with pytest.raises(genai_errors.ClientError) as gemini_refused:
+        g.models.embed_content(model="gemini-v", contents="hi")
+    assert gemini_refused.value.code == 400
+    assert len(env.vx.received) == before  # nothing was sent

@@ -30,6 +30,7 @@ from .translate.openai_gemini_embeddings import OpenAIEmbeddingsToGemini
 from .translate.openai_openai import OpenAICodec
 from .translate.responses_chat import ENDPOINT as RESPONSES
 from .translate.responses_chat import ResponsesToChat
+from .translate.unsupported import Unsupported
 from .translate.via_chat import ViaChat
 
 
@@ -59,6 +60,7 @@ CODECS: dict[tuple[Family, Family, str | None], Codec] = {
     ("anthropic", "bedrock", None): ViaChat(AnthropicToOpenAI(), OpenAIToBedrock()),
     ("gemini", "bedrock", None): ViaChat(GeminiToOpenAI(), OpenAIToBedrock()),
     ("openai", "bedrock", RESPONSES): ViaChat(_responses, OpenAIToBedrock()),
+    **{("gemini", "bedrock", verb): Unsupported("a Bedrock provider") for verb in GEMINI_EMBED_VERBS},
     # one client endpoint
     ("openai", "gemini", "embeddings"): OpenAIEmbeddingsToGemini(),
     ("openai", "anthropic", RESPONSES): ViaChat(_responses, OpenAIToAnthropic()),
@@ -74,6 +76,9 @@ CODECS: dict[tuple[Family, Family, str | None], Codec] = {
 KIND_CODECS: dict[tuple[Family, str, str], Codec] = {
     ("openai", "openai-compatible", RESPONSES): ViaChat(_responses, OpenAICodec()),
     ("openai", "mock", RESPONSES): ViaChat(_responses, OpenAICodec()),
+    # Vertex AI speaks Gemini's generateContent, but its embeddings are another API (`:predict`)
+    ("openai", "vertex", "embeddings"): Unsupported("a Vertex AI provider"),
+    **{("gemini", "vertex", verb): Unsupported("a Vertex AI provider") for verb in GEMINI_EMBED_VERBS},
 }
 
 
