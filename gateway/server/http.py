@@ -18,6 +18,7 @@ JSON = "application/json"
 _GEMINI_STATUS = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
+    402: "RESOURCE_EXHAUSTED",  # a prepaid key's credits are spent
     403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
     405: "NOT_FOUND",
@@ -34,6 +35,7 @@ _GEMINI_STATUS = {
 _ANTHROPIC_TYPE = {
     400: "invalid_request_error",
     401: "authentication_error",
+    402: "billing_error",
     403: "permission_error",
     404: "not_found_error",
     405: "invalid_request_error",

@@ -32,6 +32,7 @@ REPORT_KEYS = {
 LEDGER_FILE = "usage.duckdb"
 DATA_DIR_HELP = "the gateway data directory (default as for serve: TOLLGATE_DATA_DIR, --config, data)"
 UTC_CLOCK = "make_timestamp(epoch_us(started_at))"  # no time-zone lookup per row
+BALANCES = "SELECT key_id, credits_usd, spent_usd, balance_usd, last_credit_at FROM balances"
 
 
 def add_commands(sub: Any) -> None:
@@ -180,6 +181,13 @@ def report_command(args: argparse.Namespace) -> int:
     if answer is None:
         return 1
     print_result(answer, args.format)
+    if args.by == "key" and args.format == "table" and args.parquet is None:
+        balances = _query(args, BALANCES)  # prepaid keys: all-time, whatever --since/--until say
+        if balances is None:
+            return 1
+        if balances["rows"]:
+            print("\nprepaid balances (credits - all-time spend):")
+            print_result(balances, args.format)
     return 0
 
 

@@ -75,7 +75,7 @@ def _text(request: dict[str, Any], name: str, limit: int = 500) -> str | None:
 
 def _entry(row: tuple[Any, ...]) -> dict[str, Any]:
     ident, key_id, amount, kind, reference, note, actor, created_at, revision = row
-    return {"id": int(ident), "key_id": key_id, "amount_usd": str(amount), "kind": kind,
+    return {"id": int(ident), "key_id": key_id, "amount_usd": f"{amount:f}", "kind": kind,
             "reference": reference, "note": note, "actor": actor,
             "created_at": created_at.isoformat(), "policy_revision": revision}
 
@@ -92,8 +92,8 @@ def totals(con: duckdb.DuckDBPyConnection, key_id: str) -> dict[str, Any]:
     ).fetchone()
     assert row is not None  # scalar subqueries: always one row
     credits, seq, spent = Decimal(row[0]), int(row[1]), Decimal(row[2])
-    return {"key_id": key_id, "credits": str(credits), "spent": str(spent), "balance": str(credits - spent),
-            "seq": seq}
+    return {"key_id": key_id, "credits": f"{credits:f}", "spent": f"{spent:f}",
+            "balance": f"{credits - spent:f}", "seq": seq}
 
 
 def _by_reference(con: duckdb.DuckDBPyConnection, reference: str) -> dict[str, Any] | None:
