@@ -166,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         gateway.stop()
         echo.stop()
     print(f"{args.sessions} sessions x {args.rate:g} frames/s, {args.rounds} rounds of {args.seconds:g} s "
-          f"({args.sessions * args.rate:g} frames/s each way), host cores: {os.cpu_count()}")
+          f"({args.sessions * args.rate:g} frames/s each way), host cores: {os.cpu_count()}, load average "
+          f"{os.getloadavg()[0]:.1f} (latency figures mean little on a busy host; CPU per frame holds)")
     added50, added99 = [], []
     for i, (d, r, cpu) in enumerate(rounds, 1):
         added50.append((r["rtt_p50_ms"] - d["rtt_p50_ms"]) / 2)
