@@ -51,11 +51,23 @@ access_key_id = "AKIAWRONG"
 secret_access_key = "not-the-secret"
 models = ["claude-wrong"]
 
+[[provider]]
+id = "aws-profile"
+kind = "bedrock"
+region = "us-west-2"
+base_url = "{br}"
+profile = "tollgate-test"
+models = ["claude-profile"]
+
 [price."{model_id}"]
 input = 3.0
 output = 15.0
 cached_input = 0.3
 cache_write = 3.75
+
+[price.claude-profile]
+input = 1.0
+output = 1.0
 
 [price.claude-wrong]
 input = 1.0
@@ -82,7 +94,11 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     (root / "policies").mkdir()
     (root / "policies" / "bundle.toml").write_text(
         BUNDLE.format(br=br.base_url, model_id=MODEL_ID, h=key_hash(KEY)))
-    secrets = {"BR_TEST_KEY_ID": ACCESS_KEY, "BR_TEST_SECRET": SECRET_KEY, "BR_TEST_TOKEN": "session-token-xyz"}
+    credentials = root / "aws-credentials"  # the AWS chain's shared credentials file, for `profile`
+    credentials.write_text(f"[tollgate-test]\naws_access_key_id = AKIAPROFILE\naws_secret_access_key = {SECRET_KEY}\n")
+    secrets = {"BR_TEST_KEY_ID": ACCESS_KEY, "BR_TEST_SECRET": SECRET_KEY, "BR_TEST_TOKEN": "session-token-xyz",
+               "AWS_SHARED_CREDENTIALS_FILE": str(credentials), "AWS_CONFIG_FILE": str(root / "no-aws-config"),
+               "AWS_EC2_METADATA_DISABLED": "true"}
     try:
         with GatewayProcess(root / "policies", Path(root / "data"), env=secrets) as gw:
             yield Env(gw, br)
@@ -240,3 +256,10 @@ def test_exception_and_corrupt_frame_inside_the_stream(env: Env) -> None:
                              until=lambda r: len(r) >= 2)
     assert sorted(r["error_type"] for r in rows) == ["upstream_stream_error:framing",
                                                      "upstream_stream_error:throttlingException"]
+
+
+def test_credentials_from_an_aws_profile(env: Env) -> None:
+    r = _oai(env).chat.completions.create(model="claude-profile", messages=[{"role": "user", "content": "hi"}])
+    assert r.choices[0].message.content == "fake answer from claude-profile"
+    sent = env.br.received[-1]
+    assert "Credential=AKIAPROFILE/" in sent.headers["authorization"] and "x-amz-security-token" not in sent.headers

@@ -137,3 +137,11 @@ def test_the_vertex_example_of_docs_providers_passes_check(tmp_path: Path) -> No
     assert {p.id: p.kind for p in snap.providers.values()} == {"vertex-gemini": "vertex",
                                                                 "vertex-claude": "vertex-anthropic"}
     assert snap.providers["vertex-claude"].credentials["service_account"] == info
+
+
+def test_a_worker_without_cloud_providers_loads_neither_library() -> None:
+    code = ("import sys, gateway.server.app, gateway.providers.codecs, gateway.providers.adapters.registry; "
+            "print(sorted(m for m in sys.modules if m.startswith(('botocore', 'google.auth', 'google.oauth2'))))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
