@@ -38,8 +38,7 @@ input = 10.0
 output = 20.0
 
 [group.team]
-budget = {{ usd = 0.000001, period = "day" }}
-limits = {{ rpm = 1000 }}
+limits = {{ rpm = 6 }}  # alice's five requests make it "near exhaustion"
 
 [[key]]
 id = "alice"

@@ -53,11 +53,11 @@ def test_admin_key_opens_the_operator_view(gw: GatewayProcess, sent: dict[str, l
     assert client.get("/console/keys/nobody").status_code == 404
 
 
-def test_group_budget_near_exhaustion_is_flagged(gw: GatewayProcess, sent: dict[str, list[str]]) -> None:
+def test_a_limit_near_exhaustion_is_flagged(gw: GatewayProcess, sent: dict[str, list[str]]) -> None:
     client, _ = sign_in(gw, "admin")
     page = client.get("/console/").text
     near = page[page.index('id="near"'):page.index("</ul>", page.index('id="near"'))]
-    assert "team" in near and "budget (day)" in near
+    assert "team" in near and "rpm" in near
 
 
 def test_client_key_sees_only_its_own_view(gw: GatewayProcess, sent: dict[str, list[str]]) -> None:

@@ -58,8 +58,9 @@ def policy(worker: Worker, snap: Snapshot) -> dict[str, Any]:
         "reloads": store.reloads,
         "last_error": [str(p) for p in store.last_error],
         "last_error_at": _stamp(store.last_error_at),
-        "providers": len(snap.providers), "models": len(snap.routes), "keys": len(snap.keys_by_id),
-        "rules": len(snap.rules.rules), "warnings": list(snap.warnings),
+        "provider_count": len(snap.providers), "model_count": len(snap.routes),
+        "key_count": len(snap.keys_by_id), "rule_count": len(snap.rules.rules),
+        "warnings": list(snap.warnings),
     }
 
 

@@ -33,7 +33,9 @@ def usd(value: Any) -> str:
     if value is None or value == "":
         return "-"
     amount = float(value)
-    return f"${amount:,.4f}" if abs(amount) < 1 else f"${amount:,.2f}"
+    if amount == 0 or abs(amount) >= 1:
+        return f"${amount:,.2f}"
+    return f"${amount:.6f}" if abs(amount) < 0.01 else f"${amount:.4f}"
 
 
 def num(value: Any) -> str:

@@ -53,6 +53,14 @@ GEMINI = native.GeminiRoutes(
     {v: relay_endpoint(v, native.prepare_gemini, "gemini") for v in native.EMBED_VERBS},
 )
 RETRIEVE_MODEL = Endpoint(admin.retrieve_model)
+CONSOLE = Console()  # the web console (gateway/console/): its own pages, sessions and errors
+
+
+async def _console(call: Call) -> None:
+    await CONSOLE.handle(call.state, call.snap, call.scope, call.proto)
+
+
+CONSOLE_ENDPOINT = Endpoint(_console)
 CREDIT_BALANCE = Endpoint(credits.balance)
 CONSOLE = Console()  # the web console (gateway/console/): its own pages, sessions and errors
 
@@ -71,6 +79,8 @@ def find(method: str, path: str) -> Endpoint:
         return endpoint
     if method == "GET" and path.startswith("/v1/models/"):
         return RETRIEVE_MODEL
+    if path == "/console" or path.startswith("/console/"):
+        return CONSOLE_ENDPOINT
     if method == "GET" and path.startswith(credits.PREFIX):
         return CREDIT_BALANCE
     if path == "/console" or path.startswith("/console/"):

@@ -4,6 +4,15 @@
   "use strict";
   var PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563", "#9ca3af"];
 
+  // Axis labels with enough significant digits for tiny spends (0.00012) and big counts (12k).
+  function short(v) {
+    if (v === 0) return "0";
+    var a = Math.abs(v);
+    if (a >= 1e6) return (v / 1e6).toPrecision(3) + "M";
+    if (a >= 1e3) return (v / 1e3).toPrecision(3) + "k";
+    return a >= 1 ? String(Math.round(v * 100) / 100) : v.toPrecision(2);
+  }
+
   function charts() {
     var data = document.getElementById("chart-data");
     if (!data || typeof uPlot === "undefined") return;
@@ -25,7 +34,8 @@
       });
       var opts = {
         width: Math.max(plot.clientWidth, 300), height: 240, series: series,
-        axes: [{}, { label: spec.unit, size: 70 }], scales: { x: { time: true } }, legend: { live: true }
+        axes: [{}, { label: spec.unit, size: 80, values: function (u, ticks) { return ticks.map(short); } }],
+        scales: { x: { time: true } }, legend: { live: true }
       };
       new uPlot(opts, columns, plot);
     });
