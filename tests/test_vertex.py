@@ -60,6 +60,7 @@ base_url = "{vx}"
 service_account_json = "${{VX_TEST_SA}}"
 models = ["claude-v"]
 model_map = {{ "claude-v" = "{claude}" }}
+default_max_tokens = 555
 
 [[provider]]
 id = "gcp-broken"
@@ -153,6 +154,7 @@ def test_openai_client_to_anthropic_publisher_tools_and_image(env: Env) -> None:
     tools: Any = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
     r = _oai(env).chat.completions.create(model="claude-v", messages=[{"role": "user", "content": "weather?"}],
                                           tools=tools)
+    assert env.vx.received[-1].body["max_tokens"] == 555  # the provider's default_max_tokens
     tc = r.choices[0].message.tool_calls
     assert r.choices[0].finish_reason == "tool_calls" and tc and tc[0].function.name == "get_weather"  # type: ignore[union-attr]
     assert json.loads(tc[0].function.arguments) == {"city": "Paris"}  # type: ignore[union-attr]

@@ -8,7 +8,7 @@ import time
 
 import msgspec
 
-from ...config.types import AnthropicProvider
+from ...config.types import AnthropicProvider, VertexProvider
 from ...core.usage import TokenUsage
 from ...errors import InvalidRequest, UpstreamError
 from ..wire import anthropic as aw
@@ -222,7 +222,7 @@ class AnthropicToChatTap(ChatOutTap):
 
 def default_max_tokens(out: Outgoing) -> int:
     spec = out.provider.spec if out.provider is not None else None
-    return spec.default_max_tokens if isinstance(spec, AnthropicProvider) else 4096
+    return spec.default_max_tokens if isinstance(spec, AnthropicProvider | VertexProvider) else 4096
 
 
 class OpenAIToAnthropic:
