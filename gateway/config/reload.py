@@ -5,6 +5,13 @@ atomic saves and `git checkout` show up as batches of add/delete events), waits 
 quiet period, re-reads everything in a thread and swaps the snapshot only if it compiles.
 In-flight requests keep the snapshot object they started with. A bad bundle leaves the last
 good one serving and is reported once through `last_error`.
+
+Mounted the GitOps way, the files change by symlink swaps rather than writes: a Kubernetes
+ConfigMap renames a new `..data` link over the old one inside the directory (the visible files
+link into it), git-sync renames its `--link` over the old one above it (the directory path
+itself changes target). The first shows as an event on `..data`; the second as none at all
+(inotify watches the old target), so the watch also re-resolves the path every quarter second
+and, when its target moved, reloads and watches the new one (tests/test_symlink_reload.py).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ log = logging.getLogger("tollgate.policy")
 _REVISION_FILE = ".revision"
 _INSTALL_ATTEMPTS = 64  # far more than concurrent workers: each can beat us at most once
 _LEFTOVER_AGE_S = 600.0
+_LINK_CHECK_MS = 250  # how often the watch checks whether the bundle path now resolves elsewhere
 
 
 class PolicyStore:
@@ -131,18 +139,28 @@ class PolicyStore:
         (secrets, the env file); when a reload changes that set, watch the new one."""
         while not self._stop.is_set():
             sources = self.sources
+            root = self.directory.resolve()
+            if not root.is_dir():  # between a link swap and the new target's creation
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), _LINK_CHECK_MS / 1000)
+                continue
             watched = _source_dirs(self.directory, sources)
-            async for _changes in watchfiles.awatch(
-                self.directory,
+            async for changes in watchfiles.awatch(
+                root,
                 *watched,
                 debounce=debounce_ms,
                 step=50,
                 stop_event=self._stop,
-                watch_filter=_Filter(sources),
+                watch_filter=_Filter(sources, root),
                 recursive=True,
+                rust_timeout=_LINK_CHECK_MS,
+                yield_on_timeout=True,  # an empty batch: time to check the path's symlinks
             ):
+                moved = self.directory.resolve() != root
+                if not changes and not moved:
+                    continue
                 await asyncio.to_thread(self.reload)
-                if _source_dirs(self.directory, self.sources) != watched or self.sources != sources:
+                if moved or _source_dirs(self.directory, self.sources) != watched or self.sources != sources:
                     break
             else:
                 return
@@ -236,18 +254,25 @@ def _source_dirs(bundle: Path, sources: tuple[str, ...]) -> list[Path]:
 
 class _Filter:
     """Bundle files (`_bundle_filter`), and the files the bundle reads from outside it. A
-    Kubernetes secret volume updates its files by swapping a `..data` symlink in the same
-    directory: those `..` entries count as a change of the secrets beside them."""
+    Kubernetes volume (ConfigMap, secret) updates its files by swapping a `..data` symlink in
+    the same directory: those `..` entries count as a change of the files beside them. What is
+    written under a hidden directory of the bundle (the `..2026_...` directory the next
+    `..data` will point at) is not a bundle file: no reload before the swap."""
 
-    def __init__(self, sources: tuple[str, ...]) -> None:
+    def __init__(self, sources: tuple[str, ...], root: Path | None = None) -> None:
         self.sources = frozenset(sources)
         self.dirs = frozenset(str(Path(s).parent) for s in sources)
+        self.root = root
 
     def __call__(self, change: watchfiles.Change, path: str) -> bool:
         if path in self.sources:
             return True
-        if Path(path).name.startswith("..") and str(Path(path).parent) in self.dirs:
+        where = Path(path)
+        if where.name.startswith("..") and (str(where.parent) in self.dirs or where.parent == self.root):
             return True
+        if self.root is not None and where.is_relative_to(self.root):
+            if any(part.startswith(".") for part in where.relative_to(self.root).parts):
+                return False
         return _bundle_filter(change, path)
 
 
