@@ -270,10 +270,13 @@ class _Filter:
         where = Path(path)
         if where.name.startswith("..") and (str(where.parent) in self.dirs or where.parent == self.root):
             return True
-        if self.root is not None and where.is_relative_to(self.root):
-            if any(part.startswith(".") for part in where.relative_to(self.root).parts):
-                return False
+        if self.root is not None and _hidden_below(where, self.root):
+            return False
         return _bundle_filter(change, path)
+
+
+def _hidden_below(path: Path, root: Path) -> bool:
+    return path.is_relative_to(root) and any(p.startswith(".") for p in path.relative_to(root).parts)
 
 
 def _bundle_filter(change: watchfiles.Change, path: str) -> bool:
