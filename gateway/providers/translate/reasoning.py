@@ -76,10 +76,11 @@ def gemini_thinking(effort: str | None) -> dict[str, Any] | None:
 def effort_from_gemini(config: dict[str, Any] | None) -> str | None:
     if not config:
         return None
-    level = config.get("thinkingLevel")
+    # proto3 JSON: either spelling (google-genai sends the snake_case one)
+    level = config.get("thinkingLevel", config.get("thinking_level"))
     if isinstance(level, str) and level.lower() in EFFORTS:
         return level.lower()
-    budget = config.get("thinkingBudget")
+    budget = config.get("thinkingBudget", config.get("thinking_budget"))
     return effort_for_budget(budget) if isinstance(budget, int) else None
 
 
@@ -101,5 +102,5 @@ def apply_default(doc: dict[str, Any], family: str, endpoint: str, effort: str) 
         config = doc.get("generationConfig")
         if not isinstance(config, dict):
             config = doc["generationConfig"] = {}
-        if "thinkingConfig" not in config:
+        if "thinkingConfig" not in config and "thinking_config" not in config:
             config["thinkingConfig"] = gemini_thinking(effort)
