@@ -220,3 +220,17 @@ def test_prepaid_reserves_settles_and_refuses_with_402(tmp_path: Path, monkeypat
         assert (await limiter.admit(snap, post, "m", 10, 5)).headers == []  # postpaid: untouched
 
     asyncio.run(go())
+
+
+def test_check_refuses_credit_fields_that_cannot_apply(tmp_path: Path) -> None:
+    from gateway.config import BundleError
+
+    base = BUNDLE.format(h1=key_hash("a"), h2=key_hash("b"), h3=key_hash("c"))
+    for extra, message in (('billing = "prepay"', "Invalid enum value 'prepay'"),
+                           ("credit_limit = 5", "credit_limit applies to prepaid keys only"),
+                           ("low_balance_usd = -1", "low_balance_usd"),
+                           ("credit_limit = -1", "credit_limit")):
+        (tmp_path / "b.toml").write_text(base.replace('id = "post"', f'id = "post"\n{extra}'))
+        with pytest.raises(BundleError) as err:
+            load_snapshot(tmp_path)
+        assert message in str(err.value.problems), (extra, err.value.problems)

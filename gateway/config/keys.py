@@ -98,8 +98,19 @@ class KeyCompiler:
             model_limits=dict(k.model_limits),
             price_multiplier=k.price_multiplier,
             disabled=k.disabled,
-            prepaid=prepaid_terms(k, self.raw_group(k.group)),
+            prepaid=self.prepaid(located),
         )
+
+    def prepaid(self, located: Located[Key]) -> Prepaid | None:
+        """The key's prepaid terms; credit fields on a postpaid key are a mistake, not a no-op."""
+        k = located.item
+        terms = prepaid_terms(k, self.raw_group(k.group))
+        if terms is None:
+            for name in ("credit_limit", "low_balance_usd"):
+                if getattr(k, name) is not None:
+                    self.error(located.loc, f'{name} applies to prepaid keys only: set billing = "prepaid" '
+                               "on the key or its group", name)
+        return terms
 
     def raw_group(self, name: str | None) -> Group | None:
         if name is None:
