@@ -52,7 +52,12 @@ class AwsSigner:
         return creds.get_frozen_credentials()
 
     def _resolve(self) -> Any:
+        # in this thread, also what the event loop imports later (signer, event-stream decoder):
+        # botocore takes ~0.5 s to import, which would stall every request of the worker
+        import botocore.auth
+        import botocore.awsrequest
         import botocore.credentials
+        import botocore.eventstream
         import botocore.session
 
         given = self._given

@@ -9,9 +9,9 @@ What Converse has no field for is dropped: n, seed, penalties, response_format, 
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 import msgspec
@@ -176,7 +176,7 @@ def from_converse(resp: bw.ConverseResponse, model: str) -> tuple[ChatCompletion
 
 
 def chat_id() -> str:
-    return f"chatcmpl-{uuid.uuid4().hex[:24]}"  # Converse answers carry no id
+    return f"chatcmpl-{os.urandom(12).hex()}"  # Converse answers carry no id
 
 
 def default_max_tokens(out: Outgoing) -> int | None:
