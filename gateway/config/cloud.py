@@ -134,6 +134,8 @@ def _google(ctx: Context, spec: VertexProvider, loc: Loc, warn: Warn) -> dict[st
                    "(a service account's JSON key) or service_account_json")
         warn(loc, message) if ctx.allow_missing_env else ctx.error(loc, message, where)
         return {}
+    if not text:  # a ${VAR} that is not set: reported by interpolate
+        return {}
     try:
         sa = msgspec.json.decode(text, type=_ServiceAccount)
     except (msgspec.DecodeError, msgspec.ValidationError):
