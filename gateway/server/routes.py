@@ -62,14 +62,6 @@ async def _console(call: Call) -> None:
 
 CONSOLE_ENDPOINT = Endpoint(_console)
 CREDIT_BALANCE = Endpoint(credits.balance)
-CONSOLE = Console()  # the web console (gateway/console/): its own pages, sessions and errors
-
-
-async def _console(call: Call) -> None:
-    await CONSOLE.handle(call.state, call.snap, call.scope, call.proto)
-
-
-CONSOLE_ENDPOINT = Endpoint(_console)
 
 
 def find(method: str, path: str) -> Endpoint:
@@ -83,8 +75,6 @@ def find(method: str, path: str) -> Endpoint:
         return CONSOLE_ENDPOINT
     if method == "GET" and path.startswith(credits.PREFIX):
         return CREDIT_BALANCE
-    if path == "/console" or path.startswith("/console/"):
-        return CONSOLE_ENDPOINT
     found = provider_admin.route(method, path) or midjourney.dynamic_route(method, path)
     return found or Endpoint(_no_route, family_of(path))
 
