@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("alerts", "ops"),  # alert delivery to webhooks; provider tests, model discovery, health
     ("billing",),  # prices, limits, the limiter
     ("usage",),  # the ledger: spool, owner, DuckDB store
+    ("tasks",),  # the task engine: durable task store, polling, refunds (every task family)
     ("midjourney",),  # Midjourney's task store and action prices (its front door: server/midjourney/)
     ("console",),  # the web console's pages and sessions (server/routes.py routes /console/ to it)
     ("server",),  # the RSGI app: routes, the envelope, the attempt engine, Midjourney's front door

@@ -101,9 +101,10 @@ class EnforcingLimiter:
         return [self._calendar.current(s.period) for s in spends]
 
     async def admit(self, snapshot: Snapshot, key: KeyRuntime, model: str, estimate_tokens: int,
-                    max_output_tokens: int = 0) -> Admission:
+                    max_output_tokens: int = 0, reserve_usd: Decimal | None = None) -> Admission:
         """`estimate_tokens` is the prompt estimate plus `max_output_tokens`, the client's output
-        cap (0 when it set none: budgets then reserve `DEFAULT_OUTPUT_ALLOWANCE`)."""
+        cap (0 when it set none: budgets then reserve `DEFAULT_OUTPUT_ALLOWANCE`). `reserve_usd`:
+        the request's cost is known before it runs (an asynchronous task's charge): reserve it."""
         plan = self._plan(snapshot, key, model)
         if plan is EMPTY:
             return Admission()
@@ -124,7 +125,10 @@ class EnforcingLimiter:
                     budgets.append((state_key, nano))
         reserve = 0
         held: list[str] = []
-        if budgets and plan.reserve is not NO_RESERVE:
+        if budgets and reserve_usd is not None:
+            reserve = to_nano(reserve_usd)
+            held = [k for k, limit in budgets if limit >= 0] if reserve else []
+        elif budgets and plan.reserve is not NO_RESERVE:
             reserve = plan.reserve.nanos(max(estimate_tokens - max_output_tokens, 0), max_output_tokens)
             held = [k for k, limit in budgets if limit >= 0] if reserve else []
         ask = Ask(
@@ -226,6 +230,21 @@ class EnforcingLimiter:
         for i, _ in plan.credit_args:  # prepaid: the overdraft plus the credits seen at admission
             limits[i] += ticket.credits
         return all(limit < 0 or value < limit for value, limit in zip(spent, limits, strict=True))
+
+    async def refund(self, snapshot: Snapshot, key: KeyRuntime, model: str, usd: Decimal) -> None:
+        """Give a charge back (a failed asynchronous task's): the spend counters of the key's
+        budgets in the current period go down by `usd` (the refund row in the ledger agrees)."""
+        plan = self._plan(snapshot, key, model)
+        nano = to_nano(usd)
+        if not plan.spends or nano <= 0:
+            return
+        windows = self._windows(plan.spends)
+        spend = [(s.state_key(w.name), -nano, _expire_at(w)) for s, w in zip(plan.spends, windows, strict=True)]
+        try:
+            await self._seed(plan.spends, windows)
+            await self.store.release(Settle(spend=spend))
+        except StateUnavailable as exc:
+            self._log_outage(exc, "a refund was not given back to the budgets")
 
     async def usage(self, snapshot: Snapshot, key: KeyRuntime) -> UsageView | None:
         """What rules see as `usage`; None when no rule reads it (no store call)."""

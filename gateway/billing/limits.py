@@ -37,9 +37,10 @@ class Settled(Protocol):
 
 class Limiter(Protocol):
     async def admit(self, snapshot: Snapshot, key: KeyRuntime, model: str, estimate_tokens: int,
-                    max_output_tokens: int = 0) -> Admission:
+                    max_output_tokens: int = 0, reserve_usd: Decimal | None = None) -> Admission:
         """Reserve capacity or raise `RateLimited` (429, with Retry-After). `estimate_tokens` is
-        the prompt estimate plus `max_output_tokens`, the client's output cap (0: none given)."""
+        the prompt estimate plus `max_output_tokens`, the client's output cap (0: none given);
+        `reserve_usd` a cost known in advance (an asynchronous task's charge)."""
         ...
 
     async def settle(self, admission: Admission, record: Settled) -> None:
@@ -51,6 +52,10 @@ class Limiter(Protocol):
         it; False when a budget it is charged to is spent."""
         ...
 
+    async def refund(self, snapshot: Snapshot, key: KeyRuntime, model: str, usd: Decimal) -> None:
+        """Give back a charge already settled (a failed asynchronous task's) to the budgets."""
+        ...
+
     async def usage(self, snapshot: Snapshot, key: KeyRuntime) -> UsageView | None:
         """What CEL rules see as `usage` for `key`; None when no rule reads it."""
         ...
@@ -58,8 +63,11 @@ class Limiter(Protocol):
 
 class NoLimits:
     async def admit(self, snapshot: Snapshot, key: KeyRuntime, model: str, estimate_tokens: int,
-                    max_output_tokens: int = 0) -> Admission:
+                    max_output_tokens: int = 0, reserve_usd: Decimal | None = None) -> Admission:
         return Admission()
+
+    async def refund(self, snapshot: Snapshot, key: KeyRuntime, model: str, usd: Decimal) -> None:
+        return None
 
     async def settle(self, admission: Admission, record: Settled) -> None:
         return None

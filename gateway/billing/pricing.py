@@ -99,6 +99,17 @@ def action_cost(price: PriceRuntime | None, action: str, multiplier: float = 1.0
     return (dec(price.rates.per_action[action]) * dec(multiplier)).quantize(NANO)
 
 
+def seconds_cost(price: PriceRuntime | None, seconds: float, size: str, multiplier: float = 1.0) -> Decimal | None:
+    """A generated video: `per_second_by_size[size]` (else `per_second`) times its seconds; None
+    when the model has no per-second price."""
+    if price is None:
+        return None
+    rate = price.rates.per_second_by_size.get(size, price.rates.per_second)
+    if not rate and not price.rates.per_second_by_size:
+        return None
+    return (dec(rate) * Decimal(repr(float(seconds))) * dec(multiplier)).quantize(NANO)
+
+
 def peak_rates(price: PriceRuntime) -> tuple[Decimal, Decimal, Decimal]:
     """The highest USD per million prompt tokens and per million output tokens any of the
     price's tiers can charge, and the per-request price: an upper bound for reservations made

@@ -36,8 +36,8 @@ from .snapshot import GroupRuntime, PriceRuntime, ProviderRuntime, Route, Snapsh
 from .types import BedrockProvider, Provider, Rule, Settings, VertexProvider
 
 KEYLESS_KINDS = frozenset({"mock", "openai-compatible", *cloud.CLOUD_KINDS})  # clouds: config/cloud.py
-URL_REQUIRED_KINDS = frozenset({"openai-compatible", "azure", "midjourney"})
-PER_ACTION_KINDS = frozenset({"midjourney"})  # billed per action (price.per_action), not per token
+URL_REQUIRED_KINDS = frozenset({"openai-compatible", "azure", "midjourney", "suno"})
+PER_ACTION_KINDS = frozenset({"midjourney", "suno"})  # billed per action (price.per_action), not per token
 
 
 class Compiler:

@@ -92,6 +92,10 @@ class MidjourneyProvider(ProviderBase, tag_field="kind", tag="midjourney"):
     pass
 
 
+class SunoProvider(ProviderBase, tag_field="kind", tag="suno"):
+    """A suno-api compatible service (`/suno/submit/*`, `/suno/fetch`), Bearer-authenticated."""
+
+
 class MockProvider(ProviderBase, tag_field="kind", tag="mock"):
     """A deterministic fake LLM served in-process: no network, no credentials."""
 
@@ -135,6 +139,7 @@ Provider = (
     | AnthropicProvider
     | GeminiProvider
     | MidjourneyProvider
+    | SunoProvider
     | MockProvider
     | BedrockProvider
     | VertexProvider
@@ -183,6 +188,9 @@ class Price(Base):
     per_image: NonNegFloat = 0.0
     per_audio_second: NonNegFloat = 0.0
     per_action: dict[str, NonNegFloat] = {}
+    # generated video (/v1/videos): USD per second of video; per size ("1280x720") when listed
+    per_second: NonNegFloat = 0.0
+    per_second_by_size: dict[str, NonNegFloat] = {}
     tiers: list[PriceTier] = []
 
 

@@ -33,7 +33,7 @@ def validation_message(text: str, document: dict[str, Any]) -> tuple[Path, str]:
     elif missing:
         path, message = (*path, missing.group(1)), "missing required field"
     elif path and path[-1] == "kind" and message.startswith("Invalid value"):
-        kinds = "openai, openai-compatible, azure, anthropic, gemini, midjourney, mock"
+        kinds = "openai, openai-compatible, azure, anthropic, gemini, midjourney, suno, mock"
         message = f"{message.removeprefix('Invalid value ')} is not a provider kind ({kinds})"
     elif path == ("schema",):
         message = "unsupported schema version (this gateway reads schema = 1)"

@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from decimal import Decimal
 
 from ..billing.limits import Admission
 from ..config.snapshot import KeyRuntime, Snapshot
@@ -40,9 +41,12 @@ class Call:
     family: str  # the API shape of errors; a handler may narrow it (e.g. Anthropic's /v1/models)
     admission: Admission | None = None
 
-    async def admit(self, key: KeyRuntime, route: str, tokens: int, token_limit: int = 0) -> Headers:
-        """Reserve limits and budgets for this request; the envelope settles them at the end."""
-        self.admission = await self.state.limiter.admit(self.snap, key, route, tokens, token_limit)
+    async def admit(self, key: KeyRuntime, route: str, tokens: int, token_limit: int = 0,
+                    reserve_usd: Decimal | None = None) -> Headers:
+        """Reserve limits and budgets for this request; the envelope settles them at the end.
+        `reserve_usd`: a cost known before the request runs (an asynchronous task's charge)."""
+        self.admission = await self.state.limiter.admit(self.snap, key, route, tokens, token_limit,
+                                                        reserve_usd)
         return self.admission.headers
 
 

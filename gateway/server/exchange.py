@@ -63,6 +63,7 @@ class Exchange:
     body_bytes: int = 0
     relayed_chars: int = 0
     action_cost: Decimal | None = None  # billed per action (Midjourney), not per token
+    task_id: str | None = None  # the asynchronous task a submit created (gateway/tasks/)
     affinity_key: str | None = None  # hashed affinity value (routing/affinity.py)
 
     def fail(self, err: GatewayError) -> None:
@@ -129,6 +130,7 @@ class Exchange:
             latency_ms=round(elapsed * 1000, 3),
             ttft_ms=round(self.ttft_ms, 3) if self.ttft_ms is not None else None,
             policy_revision=snapshot.revision,
+            task_id=self.task_id,
             affinity_key=self.affinity_key,
         )
 

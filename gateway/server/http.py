@@ -86,6 +86,8 @@ def family_of(path: str) -> str:
         return "gemini"
     if "/mj/" in path and not path.startswith("/v1"):
         return "midjourney"
+    if path.startswith("/suno/"):
+        return "suno"
     return "openai"
 
 
@@ -107,6 +109,8 @@ def mj_error_doc(err: GatewayError) -> dict[str, Any]:
 def error_body(err: GatewayError, family: str = "openai") -> bytes:
     if family == "midjourney":
         return msgspec.json.encode(mj_error_doc(err))
+    if family == "suno":  # New API's task relay shape
+        return msgspec.json.encode({"code": err.code or err.type, "message": err.message, "data": None})
     if family == "anthropic":
         kind = _ANTHROPIC_TYPE.get(err.status, "api_error")
         return msgspec.json.encode({"type": "error", "error": {"type": kind, "message": err.message}})

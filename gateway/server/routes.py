@@ -13,6 +13,8 @@ from . import admin, count_tokens, credits, native, provider_admin
 from .envelope import Call, Endpoint
 from .http import family_of
 from .midjourney import endpoints as midjourney
+from .suno import endpoints as suno
+from .videos import endpoints as videos
 from .realtime import endpoint as realtime
 from .relay import relay_endpoint
 
@@ -47,6 +49,8 @@ EXACT.update({
     ("POST", "/v1/dashboard/redeem"): Endpoint(credits.redeem),
 })
 EXACT.update({("POST", path): e for path, e in midjourney.POST_ROUTES.items()})
+EXACT.update({("POST", "/v1/videos"): videos.CREATE, ("GET", "/v1/videos"): videos.LIST})
+EXACT.update({("POST", path): e for path, e in suno.POST_ROUTES.items()})
 GEMINI = native.GeminiRoutes(
     relay_endpoint("generateContent", native.prepare_gemini, "gemini"),
     count_tokens.gemini_count_tokens,
@@ -76,6 +80,7 @@ def find(method: str, path: str) -> Endpoint:
     if method == "GET" and path.startswith(credits.PREFIX):
         return CREDIT_BALANCE
     found = provider_admin.route(method, path) or midjourney.dynamic_route(method, path)
+    found = found or videos.dynamic_route(method, path) or suno.dynamic_route(method, path)
     return found or Endpoint(_no_route, family_of(path))
 
 

@@ -13,7 +13,6 @@ from ..alerts.events import Event, breaker_event, key_event
 from ..billing.limits import Limiter, NoLimits
 from ..config.reload import PolicyStore
 from ..config.snapshot import ProviderRuntime
-from ..midjourney.tasks import MjRuntime
 from ..ops.health import HealthStats
 from ..providers.keyring import Bench, KeyRing
 from ..providers.transport.base import UpstreamClient
@@ -21,6 +20,7 @@ from ..redact import mask_key
 from ..routing.breaker import Breakers
 from ..routing.select import RoundRobin
 from ..settings import ServeSettings
+from ..tasks.engine import TaskEngine
 from ..usage.record import UsageRecord
 from .disconnect import Watches
 
@@ -59,7 +59,12 @@ class WorkerState:
         self.watches = Watches()
         self._keyrings: dict[str, KeyRing] = {}
         self.counters: dict[tuple[str, int], int] = {}
-        self.midjourney: MjRuntime | None = None  # tasks store and poller (midjourney/tasks.py)
+        self.tasks: TaskEngine | None = None  # the task store and poller (gateway/tasks/, server/tasks.py)
+
+    @property
+    def midjourney(self) -> TaskEngine | None:
+        """Midjourney's tasks are the task engine's (the name its code and tests use)."""
+        return self.tasks
 
     def keyring(self, provider: ProviderRuntime) -> KeyRing:
         ring = self._keyrings.get(provider.id)

@@ -39,5 +39,6 @@ class UsageRecord(msgspec.Struct, kw_only=True):
     latency_ms: float = 0.0
     ttft_ms: float | None = None
     policy_revision: str = ""
+    task_id: str | None = None  # asynchronous tasks: the submit, refund and end rows of one task
     affinity_key: str | None = None  # a hash of the alias's affinity value (routing/affinity.py)
     session_id: str | None = None  # a Realtime API session: one row per response in it

@@ -31,6 +31,7 @@ COLUMNS: dict[str, str] = {
     "latency_ms": "DOUBLE",
     "ttft_ms": "DOUBLE",
     "policy_revision": "VARCHAR",
+    "task_id": "VARCHAR",
     "affinity_key": "VARCHAR",
     "session_id": "VARCHAR",
 }
@@ -53,6 +54,7 @@ _COMMENTS = {
     "cost_usd": "exact price; NULL when no price is known (lenient pricing)",
     "usage_source": "upstream | estimated (stream cut without a usage chunk) | none",
     "policy_revision": "revision of the policy bundle that priced the request",
+    "task_id": "asynchronous tasks (videos, Suno, Midjourney): the task of a submit, refund or end row",
     "affinity_key": "hash (sha256, 16 hex) of the alias's affinity value; NULL without affinity",
     "session_id": "Realtime API session (one row per response in it); NULL otherwise",
 }
@@ -162,6 +164,25 @@ SELECT provider, count(*) AS requests,
        quantile_cont(latency_ms, 0.5) AS latency_p50_ms, quantile_cont(latency_ms, 0.95) AS latency_p95_ms,
        quantile_cont(ttft_ms, 0.5) AS ttft_p50_ms, quantile_cont(ttft_ms, 0.95) AS ttft_p95_ms
 FROM usage WHERE provider IS NOT NULL AND status < 400 GROUP BY ALL ORDER BY provider;
+
+-- One row per asynchronous task (videos, Suno, Midjourney): its submit row, its refund row
+-- (<request_id>-refund) when it failed and was charged, its end row (<request_id>-done).
+CREATE OR REPLACE VIEW tasks AS
+SELECT task_id,
+       arg_min(key_id, started_at) AS key_id, arg_min(endpoint, started_at) AS endpoint,
+       arg_min(requested_model, started_at) AS requested_model,
+       arg_min(served_model, started_at) AS served_model, arg_min(provider, started_at) AS provider,
+       CASE WHEN bool_or(error_type = 'task_failed') THEN 'failed'
+            WHEN bool_or(error_type = 'task_succeeded') THEN 'succeeded'
+            WHEN bool_or(request_id LIKE '%-refund') THEN 'failed' ELSE 'pending' END AS status,
+       min(started_at) AS submitted_at,
+       max(finished_at) FILTER (WHERE error_type IN ('task_succeeded', 'task_failed')) AS finished_at,
+       round(max(latency_ms) FILTER (WHERE error_type IN ('task_succeeded', 'task_failed')) / 1000, 3)
+           AS duration_s,
+       coalesce(sum(cost_usd) FILTER (WHERE cost_usd > 0), 0) AS charged_usd,
+       coalesce(-sum(cost_usd) FILTER (WHERE cost_usd < 0), 0) AS refunded_usd,
+       coalesce(sum(cost_usd), 0) AS cost_usd
+FROM usage WHERE task_id IS NOT NULL GROUP BY task_id;
 
 -- Keys with credit entries: credits, all-time spend (retained daily totals included), balance.
 CREATE OR REPLACE VIEW balances AS

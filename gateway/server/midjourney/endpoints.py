@@ -27,8 +27,8 @@ from ..envelope import Call, Endpoint
 from ..http import JSON, json_body
 from ..intake import read_body
 from ..state import WorkerState
-from .poller import refresh, view
-from .runtime import call_upstream, mj_key, owned_task, runtime, snippet
+from .poller import refresh, runtime, view
+from .runtime import call_upstream, mj_key, owned_task, snippet
 from .submit import submit_endpoint
 
 SUBMITS = ("imagine", "action", "change", "simple-change", "blend", "describe", "modal", "shorten")
@@ -98,7 +98,7 @@ async def list_by_condition(call: Call, mode: str | None) -> None:
         except RecursionError:  # msgspec on absurdly nested JSON
             raise InvalidRequest(TOO_DEEP, param="ids") from None
     mj = runtime(state)
-    tasks = await mj.store.owned(key.id, ids, _LIST_LIMIT)
+    tasks = await mj.store.owned(key.id, ids, _LIST_LIMIT, "midjourney")
     tasks = await _refresh_all(state, mj, tasks, mode)
     proto.response_bytes(200, [("content-type", JSON)], b"[" + b",".join(view(t) for t in tasks) + b"]")
 

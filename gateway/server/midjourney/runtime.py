@@ -1,4 +1,4 @@
-"""Plumbing shared by the Midjourney endpoints: client auth, the per-worker task runtime, and
+"""Plumbing shared by the Midjourney endpoints: client auth, task ownership, and
 one upstream delivery (`deliver_once`) whose keys rotate through the attempt engine."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import logging
 
 from ...config.snapshot import KeyRuntime, ProviderRuntime, RouteTarget, Snapshot
 from ...errors import NotFound
-from ...midjourney.tasks import MjRuntime, TaskRow, TaskStore
+from ...midjourney.tasks import MjRuntime, TaskRow
 from ...providers.adapters.base import UpstreamCall
 from ...providers.adapters.registry import adapter_for
 from ...providers.transport.base import UpstreamConnectError, UpstreamMaybeSent, UpstreamTimeout
@@ -19,14 +19,6 @@ from ..rsgi import Scope
 from ..state import WorkerState
 
 log = logging.getLogger("tollgate.midjourney")
-
-
-def runtime(state: WorkerState) -> MjRuntime:
-    mj = state.midjourney
-    if mj is None:  # a state built without App.start (tests): open on first use, no poller
-        store = TaskStore(state.settings.data_dir / "midjourney.sqlite")
-        mj = state.midjourney = MjRuntime(store, state.settings.mj_poll_s)
-    return mj
 
 
 def mj_secret(scope: Scope) -> str | None:
@@ -45,7 +37,7 @@ def task_not_found(task_id: str) -> NotFound:
 async def owned_task(mj: MjRuntime, key: KeyRuntime, task_id: str) -> TaskRow:
     """The key's task; another key's task is as unknown as a task that never existed."""
     task = await mj.store.get(task_id)
-    if task is None or task.key_id != key.id:
+    if task is None or task.key_id != key.id or task.family != "midjourney":
         raise task_not_found(task_id)
     return task
 

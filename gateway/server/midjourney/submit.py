@@ -33,7 +33,8 @@ from ..exchange import Exchange
 from ..http import json_body, send_json
 from ..state import WorkerState
 from .parse import Submit, parse
-from .runtime import deliver_once, mj_secret, owned_task, runtime, snippet
+from .poller import runtime
+from .runtime import deliver_once, mj_secret, owned_task, snippet
 
 log = logging.getLogger("tollgate.midjourney")
 DEFAULT_MODEL = "midjourney"  # the model (or alias) new Midjourney tasks are routed as
@@ -186,4 +187,8 @@ async def _store(
         raise GatewayError(
             f"the upstream accepted task {upstream_id} but the gateway could not store it ({exc})"
         ) from None
-    return stored.id if stored.key_id == key.id else None
+    if stored.key_id != key.id:
+        return None
+    if stored.request_id == x.request_id:
+        x.task_id = stored.id
+    return stored.id
