@@ -26,7 +26,7 @@ FLAKY_KEY = "sk-flaky-secret-0011aabb"
 HOOK_SECRET = "whsec-e2e-secret-55aa"
 ENV = {"UP_KEY": UP_KEY, "FLAKY_KEY": FLAKY_KEY, "HOOK_SECRET": HOOK_SECRET}
 SECRETS = (UP_KEY, FLAKY_KEY, HOOK_SECRET)
-CLIENT, ADMIN = "tg-ops-client", "tg-ops-admin"
+CLIENT, ADMIN, PREPAID = "tg-ops-client", "tg-ops-admin", "tg-ops-prepaid"
 
 BUNDLE = """
 schema = 1
@@ -65,6 +65,12 @@ output = 2.0
 id = "client"
 hash = "{client}"
 
+[[key]]
+id = "prepaid"
+hash = "{prepaid}"
+billing = "prepaid"
+low_balance_usd = 5
+
 [[admin_key]]
 id = "root"
 hash = "{admin}"
@@ -82,6 +88,12 @@ url = "{hook}"
 secret = "${{HOOK_SECRET}}"
 format = "slack"
 text = "key {{key}} of {{provider}} is back: {{reason}}"
+
+[[alert]]
+id = "low"
+on = "balance_low"
+url = "{hook}"
+when = "event.balance_usd < 2.0"
 
 [[alert]]
 id = "breaker"
@@ -112,15 +124,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayPro
     policies = root / "policies"
     policies.mkdir()
     (policies / "bundle.toml").write_text(BUNDLE.format(base=upstream.base_url, hook=hook.url,
-                                                        client=key_hash(CLIENT), admin=key_hash(ADMIN)))
+                                                        client=key_hash(CLIENT), admin=key_hash(ADMIN),
+                                                        prepaid=key_hash(PREPAID)))
     with GatewayProcess(policies, root / "data", env=ENV) as gw:
         yield gw, upstream, hook
     upstream.stop()
     hook.stop()
 
 
-def chat(gw: GatewayProcess, model: str) -> httpx.Response:
-    return httpx.post(f"{gw.url}/v1/chat/completions", headers={"authorization": f"Bearer {CLIENT}"},
+def chat(gw: GatewayProcess, model: str, key: str = CLIENT) -> httpx.Response:
+    return httpx.post(f"{gw.url}/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
                       json={"model": model, "messages": [{"role": "user", "content": "hi"}]}, timeout=30)
 
 
@@ -245,3 +258,16 @@ def test_model_drift(world: tuple[GatewayProcess, ListingUpstream, WebhookReceiv
         assert refused.returncode == 1 and "HTTP 401" in refused.stderr and "[redacted]" in refused.stderr
     finally:
         upstream.reject_keys.clear()
+
+
+def test_balance_low_alert(world: tuple[GatewayProcess, ListingUpstream, WebhookReceiver]) -> None:
+    gw, _, hook = world
+    topped = admin(gw, "POST", "/admin/credits", json={"key": "prepaid", "usd": 1.5, "reference": "inv-1"})
+    assert topped.status_code == 201, topped.text
+    answer = chat(gw, "m-a", PREPAID)
+    assert answer.status_code == 200 and float(answer.headers["x-tollgate-balance-usd"]) < 2.0
+    alert = hook.wait_for_event("balance_low")
+    doc = alert.json()
+    assert (doc["key_id"], doc["threshold_usd"]) == ("prepaid", 5.0) and doc["balance_usd"] < 2.0
+    assert chat(gw, "m-a", PREPAID).status_code == 200
+    assert len(hook.events("balance_low")) == 1  # one per key and window (dedup_s)

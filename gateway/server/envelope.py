@@ -19,6 +19,7 @@ from ..billing.limits import Admission
 from ..config.snapshot import KeyRuntime, Snapshot
 from ..errors import GatewayError, InvalidRequest
 from ..providers.wire.head import TOO_DEEP
+from .account_events import check_balance
 from .exchange import Exchange
 from .http import Headers, send_error
 from .intake import discard_body
@@ -47,6 +48,8 @@ class Call:
         `reserve_usd`: a cost known before the request runs (an asynchronous task's charge)."""
         self.admission = await self.state.limiter.admit(self.snap, key, route, tokens, token_limit,
                                                         reserve_usd)
+        if key.prepaid is not None:
+            check_balance(self.state, key, self.admission.headers)  # balance_low alerts
         return self.admission.headers
 
 
