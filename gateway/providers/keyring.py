@@ -29,7 +29,6 @@ class Bench:
     last_test: float = 0.0  # time.monotonic() of the last re-test
 
 
-
 class KeyRing:
     __slots__ = ("_benched", "_next", "benches", "index", "keys", "listener")
 
