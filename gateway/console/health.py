@@ -25,10 +25,11 @@ class ProviderHealth:
     last_errors: list[str]
 
 
-def providers(worker: Worker, snap: Snapshot, stats: list[dict[str, Any]],
+def providers(worker: Worker, snap: Snapshot, stats: list[dict[str, Any]], latency: list[dict[str, Any]],
               errors: list[dict[str, Any]]) -> list[ProviderHealth]:
     states = worker.breakers.states()
     by_id = {r["provider"]: r for r in stats}
+    quantiles = {r["provider"]: r["q"] or [None, None] for r in latency}
     out = []
     for pid in sorted(set(snap.providers) | set(by_id)):
         runtime = snap.providers.get(pid)
@@ -42,8 +43,8 @@ def providers(worker: Worker, snap: Snapshot, stats: list[dict[str, Any]],
             keys=len(runtime.api_keys) if runtime else 0,
             requests=int(row.get("requests") or 0),
             error_rate=_float(row.get("error_rate")),
-            p50=_float(row.get("p50")),
-            p95=_float(row.get("p95")),
+            p50=_float(quantiles.get(pid, [None, None])[0]),
+            p95=_float(quantiles.get(pid, [None, None])[1]),
             last_errors=last,
         ))
     return out

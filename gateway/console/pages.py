@@ -21,18 +21,21 @@ async def overview(worker: Worker, snap: Snapshot, f: Filter) -> dict[str, Any]:
     keys = sorted(snap.keys_by_id.values(), key=lambda k: k.id)
     plan = budgets.plan(snap, keys, now.timestamp())
     batch = [queries.series(f), queries.top(f, "key"), queries.top(f, "model"), queries.providers(f),
-             queries.last_errors(f), queries.last_minute(now), queries.has_balances(),
+             queries.last_errors(f), queries.last_minute(now), queries.has_balances(), queries.totals(f),
              *budgets.budget_queries(plan)]
     r = await run(Path(worker.settings.data_dir), batch)
     series = r[0].dicts()
-    spends = [x.dicts() for x in r[7:]]
+    spends = [x.dicts() for x in r[8:]]
+    rows = int(r[7].dicts()[0]["requests"] or 0)
+    latency = (await run(Path(worker.settings.data_dir), [queries.latency(f, rows)]))[0].dicts()
     lines = budgets.budget_lines(plan, spends) + budgets.limit_lines(keys, r[5].dicts())
     return {
         "f": f,
         "charts": [charts.pivot(f, series, "cost", f"Spend by {f.by}", "USD"),
                    charts.pivot(f, series, "requests", f"Requests by {f.by}", "requests")],
         "top_keys": r[1].dicts(), "top_models": r[2].dicts(),
-        "providers": health.providers(worker, snap, r[3].dicts(), r[4].dicts()),
+        "providers": health.providers(worker, snap, r[3].dicts(), latency, r[4].dicts()),
+        "sampled": bool(queries.sample_for(rows)),
         "limits": sorted(lines, key=lambda line: -line.fraction)[:30],
         "near": [line for line in lines if line.near],
         "policy": health.policy(worker, snap),
