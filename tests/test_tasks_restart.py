@@ -4,6 +4,9 @@ directory, and each is billed once, the failed one refunded once (the real DuckD
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -50,3 +53,10 @@ def test_tasks_submitted_before_a_restart_finish_and_bill_once(ups: Upstreams, t
         assert kinds == [(False, "charge"), (False, "charge"), (False, "task_succeeded"), (False, "task_succeeded"),
                          (True, "charge"), (True, "task_failed"), (True, "video_refund")]
         assert client(gw2, "bob").videos.list().data == []  # still alice's
+        report = subprocess.run([sys.executable, "-m", "gateway", "usage", "report", "--by", "task", "--data-dir",
+                                 str(tmp_path / "data"), "--format", "json"], capture_output=True, timeout=60,
+                                check=True).stdout.decode()
+        shown = {row["task_id"]: row for row in json.loads(report)} if report.startswith("[") else {
+            row["task_id"]: row for row in map(json.loads, report.splitlines())}
+        assert {shown[t]["status"] for t in (ok, song)} == {"succeeded"} and shown[bad]["status"] == "failed"
+        assert shown[ok]["duration_s"] is not None and shown[ok]["endpoint"] == "videos"

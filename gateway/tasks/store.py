@@ -95,9 +95,13 @@ def _row(r: tuple[Any, ...]) -> TaskRow:
         id=r[0], provider=r[1], upstream_id=r[2], key_id=r[3], group=r[4], model=r[5],
         requested_model=r[6], action=r[7], mode=r[8], endpoint=r[9], request_id=r[10],
         cost=Decimal(r[11]) if r[11] is not None else None, tags=tuple(json.loads(r[12])),
-        revision=r[13], status=r[14], doc=bytes(r[15]), submitted_at=r[16],
+        revision=r[13], status=r[14], doc=_bytes(r[15]), submitted_at=r[16],
         finished=bool(r[17]), refunded=bool(r[18]), family=r[19],
     )  # fmt: skip
+
+
+def _bytes(doc: bytes | str) -> bytes:
+    return doc.encode() if isinstance(doc, str) else bytes(doc)  # TEXT from a hand-made row
 
 
 def _cost(cost: Decimal | None) -> str | None:

@@ -28,6 +28,7 @@ REPORT_KEYS = {
     "day": "CAST({local} AS DATE)",
     "hour": "date_trunc('hour', {local})",
     "node": "node",  # --parquet only
+    "task": "task_id",  # asynchronous tasks: one row each, from the `tasks` view (usage/schema.py)
 }
 LEDGER_FILE = "usage.duckdb"
 DATA_DIR_HELP = "the gateway data directory (default as for serve: TOLLGATE_DATA_DIR, --config, data)"
@@ -160,6 +161,12 @@ def report_sql(by: str, since: str | None, until: str | None, tz: str = "UTC") -
                 stamp = stamp.replace(tzinfo=zone)
             where.append(f"started_at {op} TIMESTAMPTZ '{stamp.isoformat()}'")
     clause = f"WHERE {' AND '.join(where)}" if where else ""
+    if by == "task":  # the tasks submitted within the bounds: status, duration, charge, refund
+        return (
+            "SELECT task_id, key_id, endpoint, served_model, provider, status, submitted_at, duration_s, "
+            f"charged_usd, refunded_usd, cost_usd FROM tasks {clause.replace('started_at', 'submitted_at')} "
+            "ORDER BY submitted_at"
+        )
     return (
         f"SELECT {column} AS {by}, count(*) AS requests, count(*) FILTER (WHERE status >= 400) AS errors, "
         f"sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens, "
@@ -171,6 +178,9 @@ def report_sql(by: str, since: str | None, until: str | None, tz: str = "UTC") -
 def report_command(args: argparse.Namespace) -> int:
     if args.by == "node" and args.parquet is None:
         print("error: --by node needs --parquet DIR (a node's own ledger has one node)", file=sys.stderr)
+        return 2
+    if args.by == "task" and args.parquet is not None:
+        print("error: --by task reads this node's ledger (the tasks view), not --parquet", file=sys.stderr)
         return 2
     try:
         sql = report_sql(args.by, args.since, args.until, args.tz)
