@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -271,3 +272,33 @@ def test_balance_low_alert(world: tuple[GatewayProcess, ListingUpstream, Webhook
     assert (doc["key_id"], doc["threshold_usd"]) == ("prepaid", 5.0) and doc["balance_usd"] < 2.0
     assert chat(gw, "m-a", PREPAID).status_code == 200
     assert len(hook.events("balance_low")) == 1  # one per key and window (dedup_s)
+
+
+def test_health_is_merged_across_workers(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "b.toml").write_text(f"""schema = 1
+[[provider]]
+id = "mock"
+kind = "mock"
+models = ["mock-small"]
+[price.mock-small]
+input = 1.0
+[[key]]
+id = "client"
+hash = "{key_hash(CLIENT)}"
+[[admin_key]]
+id = "root"
+hash = "{key_hash(ADMIN)}"
+""")
+    with GatewayProcess(policies, tmp_path / "data", workers=2) as gw:
+        for _ in range(20):  # new connections: the kernel spreads them over both workers
+            assert chat(gw, "mock-small").status_code == 200
+
+        def merged() -> dict[str, Any]:
+            return admin(gw, "GET", "/admin/providers").json()
+
+        assert wait_for(lambda: merged()["workers"] == 2 and merged()["providers"][0]["keys"][0]["requests"] == 20, 10)
+        [key] = merged()["providers"][0]["keys"]
+        assert key["key"] == "(none)" and key["errors"] == 0 and key["recent_requests"] == 20
+        assert len(list((tmp_path / "data" / "health").glob("worker-*.json"))) == 2
