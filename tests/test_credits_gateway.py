@@ -96,6 +96,10 @@ def test_spent_credit_is_a_402_in_every_client_shape(gw: GatewayProcess) -> None
     assert top_up(gw, "bob", "0.03", reference="bob-1").status_code == 201
     served = chat(gw, "bob")  # at once: the top-up went into this worker's limiter
     assert served.status_code == 200 and served.headers[HEADER] == "0.030000"
+    cost = Decimal("0.03") - Decimal(balance(gw, "bob")["balance_usd"])
+    with httpx.stream("POST", f"{gw.url}/v1/chat/completions", headers={"authorization": f"Bearer {SECRETS['bob']}"},
+                      json={"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}) as streamed:
+        assert streamed.status_code == 200 and streamed.headers[HEADER] == f"{Decimal('0.03') - cost:.6f}"
     assert chat(gw, "post").headers.get(HEADER) is None  # postpaid keys: no balance
 
 
