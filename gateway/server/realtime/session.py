@@ -114,18 +114,15 @@ class Relay:
                 data = await recv()
             except ConnectionClosed as closed:
                 return _upstream_closed(closed, self.limit)
+            spent = isinstance(data, str) and '"response.' in data and not await self._watch(data)
             try:
-                if isinstance(data, str):
-                    if '"response.' in data and not await self._watch(data):
-                        await send_str(data)
-                        return Ending(1008, "budget exhausted", error_event(
-                            "budget_exceeded", "a budget (or the prepaid balance) of this API key is spent; "
-                            "the session ended after the last response", "invalid_request_error"))
-                    await send_str(data)
-                else:
-                    await send_bytes(data)
+                await (send_str(data) if isinstance(data, str) else send_bytes(data))
             except Exception:  # granian: the client is gone
                 return Ending(1001, "client went away", client_cancelled=True)
+            if spent:
+                return Ending(1008, "budget exhausted", error_event(
+                    "budget_exceeded", "a budget (or the prepaid balance) of this API key is spent; "
+                    "the session ended after the last response", "invalid_request_error"))
 
     async def _watch(self, text: str) -> bool:
         """Bill a `response.done`; False when a budget is now spent."""
