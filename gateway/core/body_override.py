@@ -10,7 +10,7 @@ bundle error rather than an upstream 400 on every request. (docs/providers.md, "
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,40 +47,40 @@ class BodyPatch:
 
     @classmethod
     def build(cls, set_fields: Mapping[str, Any], remove: Iterable[str] = ()) -> BodyPatch:
-        return cls(set=dict(set_fields), remove=tuple(tuple(p.split(".")) for p in remove))
+        return cls(set=_copy(dict(set_fields)), remove=tuple(tuple(p.split(".")) for p in remove))
 
-    def apply(self, doc: dict[str, Any]) -> None:
+    def apply(self, doc: MutableMapping[str, Any]) -> None:
         merge(doc, self.set)
         for path in self.remove:
             _remove(doc, path)
 
 
-def merge(doc: dict[str, Any], fields: Mapping[str, Any]) -> None:
+def merge(doc: MutableMapping[str, Any], fields: Mapping[str, Any]) -> None:
     """Tables merge into tables, key by key; any other value replaces what was there."""
     for name, value in fields.items():
-        old = doc.get(name)
-        if isinstance(value, Mapping) and isinstance(old, dict):
+        old = doc.get(name) if isinstance(value, dict) else None
+        if isinstance(old, dict):
             merge(old, value)
         else:
             doc[name] = _copy(value)
 
 
 def _copy(value: Any) -> Any:  # a patch is shared by every request: never hand out its tables
-    if isinstance(value, Mapping):
+    if isinstance(value, dict):
         return {k: _copy(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_copy(v) for v in value]
     return value
 
 
-def _remove(doc: dict[str, Any], path: tuple[str, ...]) -> None:
+def _remove(doc: MutableMapping[str, Any], path: tuple[str, ...]) -> None:
     node: Any = doc
     for name in path[:-1]:
-        node = node.get(name) if isinstance(node, dict) else None
+        node = node.get(name) if isinstance(node, MutableMapping) else None
         if node is None:
             return
-    if isinstance(node, dict):
-        node.pop(path[-1], None)
+    if isinstance(node, MutableMapping) and path[-1] in node:
+        del node[path[-1]]
 
 
 def problems(patch: BodyPatch, families: Iterable[str]) -> list[str]:

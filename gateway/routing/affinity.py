@@ -12,9 +12,9 @@ usage row): values are often user ids, which the ledger does not need in clear.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
-from collections.abc import Sequence
 from typing import TypeVar
 
 from ..config.snapshot import RouteTarget
@@ -34,21 +34,49 @@ def affinity_key(expr: CompiledExpr, lookup: Lookup) -> str | None:
         return None
     if value is None or value == "":
         return None
-    return hashlib.sha256(str(value).encode()).hexdigest()[:16]
+    return _digest(str(value))
 
 
-def _unit(key: str, item: str) -> float:
-    digest = hashlib.blake2b(f"{key}\0{item}".encode(), digest_size=8).digest()
-    return (int.from_bytes(digest, "big") + 0.5) / _SPAN  # in (0, 1), never 0 or 1
+@functools.lru_cache(maxsize=8192)  # values repeat (that is the point of affinity)
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:16]
 
 
-def pinned_order(tier: Sequence[RouteTarget], key: str) -> list[RouteTarget]:
+_MASK = 2**64 - 1
+
+
+@functools.lru_cache(maxsize=4096)
+def _item_hash(item: str) -> int:
+    """A stable 64-bit hash of a target or key (the same in every worker, unlike hash())."""
+    return int.from_bytes(hashlib.blake2b(item.encode(), digest_size=8).digest(), "big")
+
+
+def _unit(key: int, item: int) -> float:
+    """A uniform number in (0, 1) for the pair: splitmix64 of their xor (no hashing per request)."""
+    z = ((key ^ item) + 0x9E3779B97F4A7C15) & _MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    return ((z ^ (z >> 31)) + 0.5) / _SPAN
+
+
+@functools.lru_cache(maxsize=16384)  # per (tier, value): a warm request is one lookup
+def pinned_order(tier: tuple[RouteTarget, ...], key: str) -> list[RouteTarget]:
     """A tier's targets for one affinity key, best first (weight-0 targets left out)."""
+    k = int(key, 16)
     pool = [t for t in tier if t.weight > 0]
-    return sorted(pool, key=lambda t: -t.weight / math.log(_unit(key, f"{t.provider}\0{t.model}")))
+    if len(pool) < 2:
+        return pool
+    return sorted(pool, key=lambda t: -t.weight / math.log(_unit(k, _item_hash(f"{t.provider}\0{t.model}"))))
 
 
-def pinned_keys(keys: Sequence[str], key: str) -> list[int]:
+@functools.lru_cache(maxsize=16384)
+def pinned_keys(keys: tuple[str, ...], key: str) -> list[int]:
     """Indexes of a provider's API keys for one affinity key, best first."""
-    return sorted(range(len(keys)), key=lambda i: _unit(key, hashlib.sha256(keys[i].encode()).hexdigest()),
-                  reverse=True)
+    k = int(key, 16)
+    hashes = _key_hashes(keys)
+    return sorted(range(len(keys)), key=lambda i: _unit(k, hashes[i]), reverse=True)
+
+
+@functools.lru_cache(maxsize=256)
+def _key_hashes(keys: tuple[str, ...]) -> tuple[int, ...]:
+    return tuple(_item_hash(hashlib.sha256(k.encode()).hexdigest()) for k in keys)  # never a key itself

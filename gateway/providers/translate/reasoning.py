@@ -23,6 +23,7 @@ The translators call these functions; the relay applies an alias's default (`rea
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 BUDGETS: dict[str, int] = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576}
@@ -84,7 +85,7 @@ def effort_from_gemini(config: dict[str, Any] | None) -> str | None:
     return effort_for_budget(budget) if isinstance(budget, int) else None
 
 
-def apply_default(doc: dict[str, Any], family: str, endpoint: str, effort: str) -> None:
+def apply_default(doc: MutableMapping[str, Any], family: str, endpoint: str, effort: str) -> None:
     """An alias's reasoning effort, on an upstream body (already translated) that sets none."""
     if family == "openai":
         if endpoint == "chat/completions" and "reasoning_effort" not in doc:
