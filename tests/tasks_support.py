@@ -149,10 +149,11 @@ def ledger(gw: GatewayProcess, sql: str, want: int = 1) -> list[dict[str, Any]]:
 
 
 def task_rows(gw: GatewayProcess, task_id: str, want: int) -> list[dict[str, Any]]:
-    sql = (f"SELECT request_id, key_id, endpoint, error_type, cost_usd, served_model, provider FROM usage "
+    sql = (f"SELECT request_id, key_id, endpoint, error_type, cost_usd, served_model, provider, status FROM usage "
            f"WHERE task_id = '{task_id}' ORDER BY started_at")
     rows = ledger(gw, sql, want)
     assert len(rows) == want, rows
+    assert all(row["status"] == 200 for row in rows), rows
     return rows
 
 

@@ -56,7 +56,8 @@ def test_schema_is_strict_and_complete() -> None:
         assert set(cls.__struct_fields__) <= set(definition["properties"]), cls.__name__
     kinds = defs["BundleFile"]["properties"]["provider"]["items"]["discriminator"]["mapping"]
     assert sorted(kinds) == [
-        "anthropic", "azure", "gemini", "midjourney", "mock", "openai", "openai-compatible"
+        "anthropic", "azure", "bedrock", "gemini", "midjourney", "mock", "openai", "openai-compatible", "suno",
+        "vertex",
     ]
     assert defs["BundleFile"]["required"] == ["schema"]
 

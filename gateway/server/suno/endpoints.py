@@ -168,6 +168,7 @@ async def _submit(call: Call, action: str) -> None:
             False,
             stored.submitted_at,
         )
+    x.status = 200
     headers = [
         ("content-type", JSON),
         ("x-request-id", x.request_id),

@@ -41,6 +41,7 @@ def _serves(snap: Snapshot, target: RouteTarget, req: VideoRequest) -> bool:
 
 
 def _reply(call: Call, doc: bytes, provider: ProviderRuntime, limit_headers: list[tuple[str, str]]) -> None:
+    call.x.status = 200
     headers = [
         ("content-type", JSON),
         ("x-request-id", call.x.request_id),
