@@ -26,6 +26,13 @@ MODELS = ["gpt-4o", "gpt-4o-mini", "smart", "claude-3"]
 SERVED = ["gpt-4o", "gpt-4o-mini", "gpt-4o", "claude-3"]
 
 
+# the columns the generator fills, in this order (the ledger has more: they stay NULL)
+FILLED = ["request_id", "started_at", "finished_at", "key_id", "group", "tags", "endpoint", "requested_model",
+          "served_model", "provider", "attempts", "status", "error_type", "stream", "cancelled", "prompt_tokens",
+          "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens", "images",
+          "audio_seconds", "cost_usd", "usage_source", "latency_ms", "ttft_ms", "policy_revision"]
+
+
 def _list(values: list[str | None]) -> str:
     return "[" + ", ".join("NULL" if v is None else f"'{v}'" for v in values) + "]"
 
@@ -38,7 +45,7 @@ def make_ledger(path: Path, rows: int, days: int, now: dt.datetime) -> None:
     con.execute(TABLES)
     h = "hash(i)"
     con.execute(f"""
-        INSERT INTO usage SELECT
+        INSERT INTO usage ({", ".join(f'"{c}"' for c in FILLED)}) SELECT
           'req-' || i, ts, ts, {_list(KEYS)}[i % 5 + 1], {_list(GROUPS)}[i % 5 + 1], [], '/v1/chat/completions',
           {_list(MODELS)}[m + 1], {_list(SERVED)}[m + 1],
           CASE WHEN m = 0 AND i % 3 = 0 THEN 'backup' ELSE 'mock' END, 1,

@@ -38,8 +38,7 @@ def _keyed(
     section: str, old: Mapping[str, T], new: Mapping[str, T], fields: Callable[[T], dict[str, Any]]
 ) -> list[Change]:
     """Added, removed and changed entries of one table, the changed ones field by field."""
-    out = [Change(section, name, "added", _describe(fields(new[name])), {"fields": fields(new[name])})
-           for name in sorted(new.keys() - old)]
+    out = [_added(section, name, fields(new[name])) for name in sorted(new.keys() - old)]
     out += [Change(section, name, "removed") for name in sorted(old.keys() - new)]
     for name in sorted(old.keys() & new):
         moved = field_changes(fields(old[name]), fields(new[name]))
@@ -67,9 +66,14 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def _describe(fields: Mapping[str, Any]) -> tuple[str, ...]:
+def _added(section: str, name: str, fields: Mapping[str, Any]) -> Change:
+    """An added entry with its main fields (all of them for a price or a group): the rest are
+    defaults, and listing them would make the report change whenever a field is added to the
+    format."""
     shown = [k for k in _ADDED_FIELDS if k in fields] or list(fields)
-    return tuple(f"{k}: {_show(fields[k])}" for k in shown if fields[k] not in (None, [], {}, ""))
+    kept = {k: fields[k] for k in shown if fields[k] not in (None, [], {}, "")}
+    details = tuple(f"{k}: {_show(v)}" for k, v in kept.items())
+    return Change(section, name, "added", details, {"fields": kept})
 
 
 def _provider_fields(p: ProviderRuntime) -> dict[str, Any]:
