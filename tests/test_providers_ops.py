@@ -298,7 +298,13 @@ hash = "{key_hash(ADMIN)}"
         def merged() -> dict[str, Any]:
             return admin(gw, "GET", "/admin/providers").json()
 
-        assert wait_for(lambda: merged()["workers"] == 2 and merged()["providers"][0]["keys"][0]["requests"] == 20, 10)
+        def settled() -> bool:  # counts are live; the recent summaries are up to 2 s old
+            doc = merged()
+            key = doc["providers"][0]["keys"][0]
+            return bool(doc["workers"] == 2 and key["requests"] == 20 and key["recent_requests"] == 20)
+
+        assert wait_for(settled, 15)
         [key] = merged()["providers"][0]["keys"]
-        assert key["key"] == "(none)" and key["errors"] == 0 and key["recent_requests"] == 20
+        assert key["key"] == "(none)" and key["errors"] == 0 and key["error_rate"] == 0.0
+        assert 0 < key["p50_ms"] <= key["p95_ms"]
         assert len(list((tmp_path / "data" / "health").glob("worker-*.json"))) == 2

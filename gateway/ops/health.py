@@ -1,14 +1,19 @@
 """One worker's view of its upstreams: per provider and API key, requests in flight, recent
 outcomes and latencies (counted by the attempt engine around each delivery), benched keys and the
 breaker. `worker_document` turns it into plain data that health_merge.py publishes and merges
-across workers. Keys are named by their index, never by their value."""
+across workers. Keys are named by their index, never by their value.
+
+Recent latencies travel as a histogram of log-spaced buckets (25% wide), so that documents stay
+small and merge by adding: percentiles are the bucket's geometric middle, within ~12%. A key's
+summary is recomputed at most every 2 s, so the once-a-second document walks each key's samples
+every other time at most (benchmarks/bench_provider_ops.py)."""
 
 from __future__ import annotations
 
 import math
 import os
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +24,10 @@ from ..routing.breaker import Breaker
 
 RECENT = 256  # outcomes kept per key: the sample of the error rate and the latency percentiles
 WINDOW_S = 300.0  # what "recent" means
+BUCKET_BASE = 1.25  # bucket i holds latencies in [1.25**i, 1.25**(i+1)) ms
+BUCKETS = 56  # up to ~4 minutes; slower lands in the last one
+_PER_LOG = 1 / math.log(BUCKET_BASE)
+_REFRESH_S = 2.0  # a key's recent summary is at most this old
 
 
 @dataclass(slots=True)
@@ -27,6 +36,7 @@ class KeyStats:
     requests: int = 0
     errors: int = 0
     recent: deque[tuple[float, bool, float]] = field(default_factory=lambda: deque(maxlen=RECENT))
+    summary: tuple[int, dict[str, object]] | None = None  # (time slot, the summary)
 
 
 class HealthStats:
@@ -46,18 +56,19 @@ class HealthStats:
 
     @staticmethod
     def end(stats: KeyStats, ok: bool, started: float) -> None:
+        now = time.monotonic()
         stats.in_flight -= 1
         stats.requests += 1
         if not ok:
             stats.errors += 1
-        stats.recent.append((time.time(), ok, (time.monotonic() - started) * 1000))
+        stats.recent.append((now, ok, (now - started) * 1000))
 
     def get(self, provider: str, index: int) -> KeyStats | None:
         return self._keys.get((provider, index))
 
     def error_rate(self, provider: str, window_s: float) -> tuple[int, int]:
         """(requests, errors) of a provider's keys within the last `window_s`."""
-        since = time.time() - window_s
+        since = time.monotonic() - window_s
         requests = errors = 0
         for (p, _), stats in self._keys.items():
             if p == provider:
@@ -66,6 +77,23 @@ class HealthStats:
                         requests += 1
                         errors += not ok
         return requests, errors
+
+
+def summary(stats: KeyStats | None) -> dict[str, object]:
+    """Recent deliveries of a key: count, failures, latency histogram ({bucket: count})."""
+    if stats is None:
+        return {"n": 0, "failed": 0, "hist": {}}
+    now = time.monotonic()
+    slot = int(now // _REFRESH_S)
+    if stats.summary is not None and stats.summary[0] == slot:
+        return stats.summary[1]
+    cutoff = now - WINDOW_S
+    recent = [(ok, ms) for at, ok, ms in stats.recent if at >= cutoff]
+    counts = Counter(0 if ms < 1.0 else min(BUCKETS - 1, int(math.log(ms) * _PER_LOG)) for _, ms in recent)
+    doc: dict[str, object] = {"n": len(recent), "failed": sum(1 for ok, _ in recent if not ok),
+                              "hist": {str(b): c for b, c in counts.items()}}
+    stats.summary = (slot, doc)
+    return doc
 
 
 def bench_document(ring: KeyRing | None, index: int) -> dict[str, Any] | None:
@@ -94,8 +122,7 @@ def worker_document(
                 "in_flight": s.in_flight if s else 0,
                 "requests": s.requests if s else 0,
                 "errors": s.errors if s else 0,
-                "recent": [[at, ok, round(ms, 2)] for at, ok, ms in s.recent if at >= now - WINDOW_S]
-                if s else [],
+                "recent": summary(s),
             }
         doc[pid] = {
             "breaker": {"state": breaker.state(), "since": breaker.since} if breaker else None,

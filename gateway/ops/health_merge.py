@@ -17,6 +17,7 @@ from typing import Any
 
 from ..config.snapshot import ProviderRuntime, Snapshot
 from ..redact import mask_key
+from .health import BUCKET_BASE
 
 FRESH_S = 5.0  # a file older than this is a worker that is gone
 _ORDER = {"closed": 0, "half-open": 1, "open": 2}
@@ -80,9 +81,13 @@ def _provider(provider: ProviderRuntime, parts: list[dict[str, Any] | None]) -> 
 
 def _key(provider: ProviderRuntime, index: int, parts: list[dict[str, Any] | None]) -> dict[str, Any]:
     present = [p for p in parts if p]
-    recent = sorted((r for p in present for r in p.get("recent", [])), key=lambda r: r[0])
-    latencies = sorted(r[2] for r in recent)
-    errors = sum(1 for r in recent if not r[1])
+    recent = [p.get("recent") or {} for p in present]
+    n = sum(int(r.get("n", 0)) for r in recent)
+    errors = sum(int(r.get("failed", 0)) for r in recent)
+    hist: dict[int, int] = {}
+    for r in recent:
+        for bucket, count in (r.get("hist") or {}).items():
+            hist[int(bucket)] = hist.get(int(bucket), 0) + int(count)
     benched = next((p["benched"] for p in present if p.get("benched")), None)
     if benched is not None:
         benched = {**benched, "since": _iso(benched["since"]), "until": _iso(benched["until"])}
@@ -94,17 +99,23 @@ def _key(provider: ProviderRuntime, index: int, parts: list[dict[str, Any] | Non
         "in_flight": sum(int(p.get("in_flight", 0)) for p in present),
         "requests": sum(int(p.get("requests", 0)) for p in present),
         "errors": sum(int(p.get("errors", 0)) for p in present),
-        "recent_requests": len(recent),
-        "error_rate": round(errors / len(recent), 4) if recent else None,
-        "p50_ms": _percentile(latencies, 0.50),
-        "p95_ms": _percentile(latencies, 0.95),
+        "recent_requests": n,
+        "error_rate": round(errors / n, 4) if n else None,
+        "p50_ms": _percentile(hist, n, 0.50),
+        "p95_ms": _percentile(hist, n, 0.95),
     }
 
 
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
+def _percentile(hist: dict[int, int], n: int, q: float) -> float | None:
+    """The geometric middle of the bucket holding the q-quantile (within ~12%)."""
+    if not n:
         return None
-    return round(values[min(len(values) - 1, int(q * len(values)))], 2)
+    rank, seen = q * n, 0
+    for bucket in sorted(hist):
+        seen += hist[bucket]
+        if seen >= rank:
+            return round(BUCKET_BASE ** (bucket + 0.5), 1) if bucket else 1.0
+    return None
 
 
 def _iso(at: float | None) -> str | None:

@@ -94,6 +94,8 @@ class ProviderWatch:
         self.state.emit(Event("reload_failed", fields, str(store.directory)))
 
     def _error_rates(self, snap: Snapshot) -> None:
+        if self._ticks % int(ERROR_EVERY_S / INTERVAL_S):
+            return  # looked at every ERROR_EVERY_S: it walks every key's recent outcomes
         now = time.monotonic()
         for pid in snap.providers:
             if now - self._rate_at.get(pid, -ERROR_EVERY_S) < ERROR_EVERY_S:
