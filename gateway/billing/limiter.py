@@ -239,7 +239,8 @@ class EnforcingLimiter:
         if not plan.spends or nano <= 0:
             return
         windows = self._windows(plan.spends)
-        spend = [(s.state_key(w.name), -nano, _expire_at(w)) for s, w in zip(plan.spends, windows, strict=True)]
+        spends = zip(plan.spends, windows, strict=True)
+        spend = [(s.state_key(w.name), -nano, _expire_at(w)) for s, w in spends]
         try:
             await self._seed(plan.spends, windows)
             await self.store.release(Settle(spend=spend))

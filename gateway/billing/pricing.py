@@ -99,7 +99,9 @@ def action_cost(price: PriceRuntime | None, action: str, multiplier: float = 1.0
     return (dec(price.rates.per_action[action]) * dec(multiplier)).quantize(NANO)
 
 
-def seconds_cost(price: PriceRuntime | None, seconds: float, size: str, multiplier: float = 1.0) -> Decimal | None:
+def seconds_cost(
+    price: PriceRuntime | None, seconds: float, size: str, multiplier: float = 1.0
+) -> Decimal | None:
     """A generated video: `per_second_by_size[size]` (else `per_second`) times its seconds; None
     when the model has no per-second price."""
     if price is None:

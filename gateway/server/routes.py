@@ -13,10 +13,10 @@ from . import admin, count_tokens, credits, native, provider_admin
 from .envelope import Call, Endpoint
 from .http import family_of
 from .midjourney import endpoints as midjourney
-from .suno import endpoints as suno
-from .videos import endpoints as videos
 from .realtime import endpoint as realtime
 from .relay import relay_endpoint
+from .suno import endpoints as suno
+from .videos import endpoints as videos
 
 RELAYED = (
     "chat/completions",
