@@ -37,7 +37,7 @@ from tests.gateway_process import GatewayProcess  # noqa: E402
 
 WORK = ROOT / "benchmarks" / ".work" / "console"
 KEYS, GROUPS = 200, 5
-ADMIN, CLIENT = "bench-admin-key", "bench-key-7"
+ADMIN, CLIENT, RELAY = "bench-admin-key", "bench-key-7", "bench-relay-key"
 
 GENERATE = """
 INSERT INTO usage BY NAME
@@ -107,6 +107,7 @@ def bundle(directory: Path) -> None:
         if k % 10 == 7:
             lines += ['budget = { usd = 50, period = "week" }', 'limits = { rpm = 100000, tpm = 100000000 }']
         lines.append('')
+    lines += ['[[key]]', 'id = "relay"', f'hash = "{key_hash(RELAY)}"', '']  # no budget: never refused
     lines += ['[[admin_key]]', 'id = "bench-admin"', f'hash = "{key_hash(ADMIN)}"']
     (directory / "bundle.toml").write_text("\n".join(lines) + "\n")
 
@@ -153,7 +154,7 @@ def relay(gw: GatewayProcess, seconds: float, rounds: int) -> None:
     if wrk is None:
         print("wrk not found: relay req/s skipped")
         return
-    endpoint = Endpoint(f"{gw.url}/v1/chat/completions", {"Authorization": f"Bearer {CLIENT}"},
+    endpoint = Endpoint(f"{gw.url}/v1/chat/completions", {"Authorization": f"Bearer {RELAY}"},
                         "mock-small", "mock-small")
     admin = sign_in(gw.url, ADMIN)
     runs: dict[str, list[float]] = {"no console": [], "console every 2 s": []}

@@ -10,8 +10,10 @@ from typing import Any
 import httpx
 
 from tests.conftest import key_hash
+from tests.fakes.openai_upstream import FakeUpstream
 from tests.gateway_process import GatewayProcess
 
+REVOKED = "sk-revoked-secret-9z9z"  # the fake upstream answers 401 to it: benched
 KEYS = {"alice": "tg-console-alice", "bob": "tg-console-bob", "off": "tg-console-off",
         "admin": "tg-console-admin"}
 
@@ -25,6 +27,17 @@ pricing = "lenient"
 id = "mock"
 kind = "mock"
 models = ["mock-small", "mock-large"]
+
+[[provider]]
+id = "upstream"
+kind = "openai-compatible"
+base_url = "{upstream}"
+api_keys = ["sk-good-0001", "{revoked}"]
+models = ["up-model"]
+
+[price.up-model]
+input = 1.0
+output = 1.0
 
 [model.demo]
 targets = [{{ provider = "mock", model = "mock-small" }}]
@@ -63,9 +76,11 @@ hash = "{admin}"
 """
 
 
-def write_bundle(directory: Path) -> None:
+def write_bundle(directory: Path, upstream: FakeUpstream) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "bundle.toml").write_text(BUNDLE.format(**{k: key_hash(v) for k, v in KEYS.items()}))
+    upstream.reject_keys.add(REVOKED)
+    hashes = {k: key_hash(v) for k, v in KEYS.items()}
+    (directory / "bundle.toml").write_text(BUNDLE.format(upstream=upstream.base_url, revoked=REVOKED, **hashes))
 
 
 def chat(gw: GatewayProcess, key: str, model: str, n: int = 1) -> list[str]:
@@ -82,7 +97,7 @@ def chat(gw: GatewayProcess, key: str, model: str, n: int = 1) -> list[str]:
 def traffic(gw: GatewayProcess) -> dict[str, list[str]]:
     """Requests by alice (two models, one refused) and bob, waited for in the ledger."""
     ids = {"alice": chat(gw, "alice", "demo", 3) + chat(gw, "alice", "mock-large", 2),
-           "bob": chat(gw, "bob", "mock-small", 2) + chat(gw, "bob", "nope", 1)}
+           "bob": chat(gw, "bob", "mock-small", 2) + chat(gw, "bob", "nope", 1) + chat(gw, "bob", "up-model", 2)}
     total = sum(len(v) for v in ids.values())
     gw.usage_rows("SELECT request_id FROM usage", until=lambda rows: len(rows) >= total)
     return ids

@@ -17,14 +17,22 @@ import httpx
 import pytest
 
 from gateway.console.session import COOKIE, SECRET_FILE, Signer
-from tests.console_support import KEYS, csrf_of, sign_in, traffic, write_bundle
+from tests.console_support import KEYS, REVOKED, csrf_of, sign_in, traffic, write_bundle
+from tests.fakes.openai_upstream import FakeUpstream
 from tests.gateway_process import GatewayProcess
 
 
 @pytest.fixture(scope="module")
-def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+def upstream() -> Iterator[FakeUpstream]:
+    fake = FakeUpstream("console").start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream) -> Iterator[GatewayProcess]:
     root = tmp_path_factory.mktemp("console")
-    write_bundle(root / "policies")
+    write_bundle(root / "policies", upstream)
     with GatewayProcess(root / "policies", root / "data") as process:
         yield process
 
@@ -51,6 +59,16 @@ def test_admin_key_opens_the_operator_view(gw: GatewayProcess, sent: dict[str, l
     assert not any(rid in usage.text for rid in sent["alice"])
     assert client.get("/console/keys/alice").status_code == 200
     assert client.get("/console/keys/nobody").status_code == 404
+
+
+def test_providers_show_breakers_and_benched_keys_masked(gw: GatewayProcess, sent: dict[str, list[str]]) -> None:
+    client, _ = sign_in(gw, "admin")
+    page = client.get("/console/").text
+    table = page[page.index('id="providers"'):page.index("</table>", page.index('id="providers"'))]
+    row = table[table.index(">upstream<"):]
+    row = row[:row.index("</tr>")]
+    assert "closed" in row and "key sk-...9z9z" in row and "(401)" in row
+    assert REVOKED not in page and "sk-good-0001" not in page  # provider keys only ever masked
 
 
 def test_a_limit_near_exhaustion_is_flagged(gw: GatewayProcess, sent: dict[str, list[str]]) -> None:
@@ -184,8 +202,8 @@ def test_live_rate_counts_relayed_requests(gw: GatewayProcess, sent: dict[str, l
     assert json.dumps(doc).count("tg-") == 0
 
 
-def test_the_console_can_be_turned_off(tmp_path: Path) -> None:
-    write_bundle(tmp_path / "policies")
+def test_the_console_can_be_turned_off(tmp_path: Path, upstream: FakeUpstream) -> None:
+    write_bundle(tmp_path / "policies", upstream)
     env = {"TOLLGATE_CONSOLE_ENABLED": "false"}
     with GatewayProcess(tmp_path / "policies", tmp_path / "data", env=env) as gw:
         assert httpx.get(f"{gw.url}/console/").status_code == 404

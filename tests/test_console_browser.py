@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.console_support import KEYS, chat, traffic, write_bundle
+from tests.fakes.openai_upstream import FakeUpstream
 from tests.gateway_process import GatewayProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -31,9 +32,16 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: 
 
 
 @pytest.fixture(scope="module")
-def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+def upstream() -> Iterator[FakeUpstream]:
+    fake = FakeUpstream("console").start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream) -> Iterator[GatewayProcess]:
     root = tmp_path_factory.mktemp("console-browser")
-    write_bundle(root / "policies")
+    write_bundle(root / "policies", upstream)
     with GatewayProcess(root / "policies", root / "data") as process:
         traffic(process)
         yield process

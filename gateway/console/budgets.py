@@ -79,15 +79,18 @@ def plan(snap: Snapshot, keys: list[KeyRuntime], now: float) -> Plan:
     return Plan(windows, budgets)
 
 
-def budget_queries(p: Plan, key: str | None = None) -> list[Query]:
-    return [queries.spend_since(w.start, key) for w in p.windows]
+def spend_query(p: Plan) -> Query:
+    """Spend per key and group in each window of the plan (one column per window)."""
+    if not p.windows:
+        return ("SELECT NULL AS key_id, NULL AS \"group\" WHERE false", [])
+    return queries.spend([w.start for w in p.windows])
 
 
-def budget_lines(p: Plan, spends: list[list[dict[str, Any]]]) -> list[Line]:
+def budget_lines(p: Plan, spends: list[dict[str, Any]]) -> list[Line]:
     lines = []
     for scope, ident, budget, i in p.budgets:
         column = "key_id" if scope == "key" else "group"
-        used = sum(float(r["cost"] or 0) for r in spends[i] if r[column] == ident)
+        used = sum(float(r[f"s{i}"] or 0) for r in spends if r[column] == ident)
         end = p.windows[i].end
         resets = "never (total)" if end is None else _stamp(end)
         lines.append(Line(scope, ident, f"budget ({budget.period})", budget.usd, used, resets))

@@ -73,6 +73,9 @@ class Console:
             log.warning("console: the usage ledger did not answer: %s", exc)
             self._error(proto, Refused(503, "Usage ledger unavailable",
                                        "the usage ledger did not answer; try again shortly"), request.session)
+        except Exception:  # a bug: logged, and still answered as a console page
+            log.exception("console: unhandled error on %s %s", scope.method, scope.path)
+            self._error(proto, Refused(500, "Internal error", "the console failed; see the gateway's log"))
 
     async def _route(self, request: Request, signer: Signer, rest: str) -> None:
         method = request.scope.method

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from ..config.snapshot import Snapshot
+from ..ops.health import worker_document
+from ..ops.health_merge import merged_health, read_documents
 from .charts import when
 from .web import Worker
 
@@ -16,8 +19,9 @@ from .web import Worker
 class ProviderHealth:
     id: str
     kind: str
-    breaker: str  # closed | open | half-open (this worker's)
-    keys: int  # API keys configured (never shown)
+    breaker: str  # closed | open | half-open: the worst over the machine's workers
+    in_flight: int
+    benched: list[str]  # "key sk-...a1b2: <reason> (401) until ..."; keys masked by ops/
     requests: int
     error_rate: float | None
     p50: float | None
@@ -25,29 +29,43 @@ class ProviderHealth:
     last_errors: list[str]
 
 
-def providers(worker: Worker, snap: Snapshot, stats: list[dict[str, Any]], latency: list[dict[str, Any]],
-              errors: list[dict[str, Any]]) -> list[ProviderHealth]:
-    states = worker.breakers.states()
+def live(worker: Worker, snap: Snapshot) -> dict[str, Any]:
+    """Breakers and keys of every provider, merged over the machine's live workers (ops/), with
+    this worker's part taken now: what `GET /admin/providers` answers."""
+    own = worker_document(snap.providers, worker.breakers.all(), worker.keyrings(), worker.health)
+    return merged_health(snap, read_documents(Path(worker.settings.data_dir), own))
+
+
+def providers(merged: dict[str, Any], snap: Snapshot, stats: list[dict[str, Any]],
+              latency: list[dict[str, Any]], errors: list[dict[str, Any]]) -> list[ProviderHealth]:
     by_id = {r["provider"]: r for r in stats}
     quantiles = {r["provider"]: r["q"] or [None, None] for r in latency}
+    now_live = {p["id"]: p for p in merged.get("providers", [])}
     out = []
     for pid in sorted(set(snap.providers) | set(by_id)):
-        runtime = snap.providers.get(pid)
-        row = by_id.get(pid, {})
-        last = [f"{when(e['started_at'])} {e['status']} {e['error_type'] or ''}".strip()
-                for e in errors if e["provider"] == pid]
+        runtime, row, state = snap.providers.get(pid), by_id.get(pid, {}), now_live.get(pid, {})
+        keys = state.get("keys", [])
         out.append(ProviderHealth(
             id=pid,
             kind=runtime.kind if runtime else "(not in this bundle)",
-            breaker=states.get(pid, "closed"),
-            keys=len(runtime.api_keys) if runtime else 0,
+            breaker=str(state.get("breaker", {}).get("state", "closed")),
+            in_flight=sum(int(k.get("in_flight", 0)) for k in keys),
+            benched=[_bench(k) for k in keys if k.get("benched")],
             requests=int(row.get("requests") or 0),
             error_rate=_float(row.get("error_rate")),
             p50=_float(quantiles.get(pid, [None, None])[0]),
             p95=_float(quantiles.get(pid, [None, None])[1]),
-            last_errors=last,
+            last_errors=[f"{when(e['started_at'])} {e['status']} {e['error_type'] or ''}".strip()
+                         for e in errors if e["provider"] == pid],
         ))
     return out
+
+
+def _bench(key: dict[str, Any]) -> str:
+    bench = key["benched"]
+    until = "until a provider test passes" if bench.get("until_test") else f"until {when(bench.get('until'))}"
+    status = f" ({bench['status']})" if bench.get("status") else ""
+    return f"key {key.get('key', '?')}: {bench.get('reason') or 'refused'}{status} {until}"
 
 
 def policy(worker: Worker, snap: Snapshot) -> dict[str, Any]:

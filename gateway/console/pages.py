@@ -21,25 +21,23 @@ async def overview(worker: Worker, snap: Snapshot, f: Filter) -> dict[str, Any]:
     keys = sorted(snap.keys_by_id.values(), key=lambda k: k.id)
     plan = budgets.plan(snap, keys, now.timestamp())
     batch = [queries.series(f), queries.top(f, "key"), queries.top(f, "model"), queries.providers(f),
-             queries.last_errors(f), queries.last_minute(now), queries.has_balances(), queries.totals(f),
-             *budgets.budget_queries(plan)]
+             queries.totals(f), queries.last_errors(f), queries.last_minute(now), queries.has_balances(),
+             budgets.spend_query(plan)]
     r = await run(Path(worker.settings.data_dir), batch)
-    series = r[0].dicts()
-    spends = [x.dicts() for x in r[8:]]
-    rows = int(r[7].dicts()[0]["requests"] or 0)
+    rows = int(r[4].dicts()[0]["requests"] or 0)
     latency = (await run(Path(worker.settings.data_dir), [queries.latency(f, rows)]))[0].dicts()
-    lines = budgets.budget_lines(plan, spends) + budgets.limit_lines(keys, r[5].dicts())
+    lines = budgets.budget_lines(plan, r[8].dicts()) + budgets.limit_lines(keys, r[6].dicts())
     return {
         "f": f,
-        "charts": [charts.pivot(f, series, "cost", f"Spend by {f.by}", "USD"),
-                   charts.pivot(f, series, "requests", f"Requests by {f.by}", "requests")],
+        "charts": [charts.pivot(f, r[0].dicts(), "cost", f"Spend by {f.by}", "USD"),
+                   charts.pivot(f, r[0].dicts(), "requests", f"Requests by {f.by}", "requests")],
         "top_keys": r[1].dicts(), "top_models": r[2].dicts(),
-        "providers": health.providers(worker, snap, r[3].dicts(), latency, r[4].dicts()),
+        "providers": health.providers(health.live(worker, snap), snap, r[3].dicts(), latency, r[5].dicts()),
         "sampled": bool(queries.sample_for(rows)),
         "limits": sorted(lines, key=lambda line: -line.fraction)[:30],
         "near": [line for line in lines if line.near],
         "policy": health.policy(worker, snap),
-        "balances": await _balances(worker, r[6], None),
+        "balances": await _balances(worker, r[7], None),
         "workers": worker.settings.workers,
     }
 
@@ -54,18 +52,19 @@ async def key_view(worker: Worker, snap: Snapshot, key: KeyRuntime, f: Filter) -
     now = dt.datetime.now(dt.UTC)
     plan = budgets.plan(snap, [key], now.timestamp())
     recent = Filter(since=f.since, until=f.until, range=f.range, key=key.id, limit=50)
-    batch = [queries.series(_by_model(f)), queries.rows(recent), queries.totals(f),
-             queries.last_minute(now, key.id), queries.has_balances(), *budgets.budget_queries(plan)]
+    batch = [queries.series(_by_model(f)), queries.rows(recent), queries.last_minute(now, key.id),
+             queries.has_balances(), queries.totals(f), budgets.spend_query(plan)]
     r = await run(Path(worker.settings.data_dir), batch)
     series = r[0].dicts()
-    lines = budgets.budget_lines(plan, [x.dicts() for x in r[5:]]) + budgets.limit_lines([key], r[3].dicts())
+    totals = r[4].dicts()[0]
+    lines = budgets.budget_lines(plan, r[5].dicts()) + budgets.limit_lines([key], r[2].dicts())
     return {
         "f": f, "key": key,
         "charts": [charts.pivot(f, series, "cost", "Spend by model", "USD"),
                    charts.pivot(f, series, "tokens", "Tokens by model", "tokens")],
-        "recent": r[1].dicts(), "totals": r[2].dicts()[0], "limits": lines,
+        "recent": r[1].dicts(), "totals": totals, "limits": lines,
         "models": models(snap, key),
-        "balances": await _balances(worker, r[4], key.id),
+        "balances": await _balances(worker, r[3], key.id),
     }
 
 

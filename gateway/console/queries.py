@@ -86,16 +86,26 @@ ORDER BY provider, started_at DESC"""
     return sql, [*params(f), per_provider]
 
 
-def spend_since(since: dt.datetime, key: str | None = None) -> Query:
-    """Spend per key and group from `since` (a budget period's start), retained days included."""
-    sql = """SELECT key_id, "group", sum(cost)::DOUBLE AS cost FROM (
-  SELECT key_id, "group", sum(cost_usd) AS cost FROM usage
-  WHERE started_at >= $1 AND ($2::VARCHAR IS NULL OR key_id = $2) GROUP BY ALL
+def spend(starts: list[dt.datetime]) -> Query:
+    """Spend per key and group since each of `starts` (budget periods' starts), retained days
+    included, in one scan from the earliest: column `s<i>` is the spend since `starts[i]`."""
+    windows = ", ".join(f"sum(cost_usd) FILTER (WHERE started_at >= ${i + 2})::DOUBLE AS s{i}"
+                        for i in range(len(starts)))
+    daily = ", ".join(f"sum(cost_usd) FILTER (WHERE day >= {_day(i + 2)})::DOUBLE"
+                      for i in range(len(starts)))
+    sums = ", ".join(f"sum(s{i}) AS s{i}" for i in range(len(starts)))
+    sql = f"""SELECT key_id, "group", {sums} FROM (
+  SELECT key_id, "group", {windows} FROM usage WHERE started_at >= $1 GROUP BY ALL
   UNION ALL
-  SELECT key_id, "group", sum(cost_usd) FROM usage_daily
-  WHERE day >= CAST(CAST($1 AS TIMESTAMPTZ) AS DATE) AND ($2::VARCHAR IS NULL OR key_id = $2) GROUP BY ALL
+  SELECT key_id, "group", {daily} FROM usage_daily WHERE day >= {_day(1)} GROUP BY ALL
 ) GROUP BY ALL"""
-    return sql, [since.isoformat(), key]
+    earliest = min(starts)
+    return sql, [earliest.isoformat(), *(s.isoformat() for s in starts)]
+
+
+def _day(n: int) -> str:
+    """Parameter `n` (a time) as its UTC date, for usage_daily's days."""
+    return f"CAST(CAST(${n} AS TIMESTAMPTZ) AS DATE)"
 
 
 def last_minute(now: dt.datetime, key: str | None = None) -> Query:

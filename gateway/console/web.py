@@ -7,7 +7,7 @@ from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from ..config.reload import PolicyStore
-from ..config.snapshot import ProviderRuntime
+from ..ops.health import HealthStats
 from ..providers.keyring import KeyRing
 from ..routing.breaker import Breakers
 from ..settings import ServeSettings
@@ -40,5 +40,6 @@ class Worker(Protocol):
     store: PolicyStore
     breakers: Breakers
     counters: dict[tuple[str, int], int]
+    health: HealthStats  # per provider key: in flight, outcomes (ops/health.py)
 
-    def keyring(self, provider: ProviderRuntime) -> KeyRing: ...
+    def keyrings(self) -> dict[str, KeyRing]: ...
