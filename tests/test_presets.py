@@ -208,3 +208,10 @@ def test_moonshot_usage_inside_the_last_choice_is_read(gw: tuple[GatewayProcess,
     row = _row(process, model, True)
     assert (row["prompt_tokens"], row["completion_tokens"], row["cached_tokens"]) == (19, 13, 5)
     assert row["usage_source"] == "upstream"
+    # an Anthropic client's stream, translated from the same chunks, reads it too
+    fake.script(model, times=1, events=[
+        _chunk(model, {"role": "assistant", "content": "ni hao"}), _chunk(model, {}, "stop", usage=usage)])
+    client = anthropic.Anthropic(base_url=process.url, api_key=KEY, max_retries=0)
+    with client.messages.stream(model=model, max_tokens=50, messages=HI) as stream:
+        final = stream.get_final_message()
+    assert (final.usage.output_tokens, final.usage.cache_read_input_tokens) == (13, 5)

@@ -13,6 +13,7 @@ import msgspec
 
 from ...core.usage import TokenUsage
 from ..wire.openai_chat import ChatChunk, chat_usage, chunk_decoder, encoder, stream_error
+from ..wire.openai_usage import vendor_stream_usage
 from ..wire.sse import SseReader, frame
 
 
@@ -49,7 +50,10 @@ class ChatInTap(EventTap):
             chunk = chunk_decoder.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return self._error(stream_error(data))
-        return self._on_chunk(chunk)
+        out = self._on_chunk(chunk)
+        if chunk.usage is None and b'"usage"' in data:  # Moonshot, Groq: elsewhere in the chunk
+            self.usage = vendor_stream_usage(data) or self.usage
+        return out
 
     def _on_chunk(self, chunk: ChatChunk) -> bytes:
         raise NotImplementedError

@@ -66,6 +66,35 @@ def cached_tokens(details: int | None, cache_hit: int | None) -> int:
     return details if details is not None else (cache_hit or 0)
 
 
+class _VendorChoice(msgspec.Struct):
+    usage: _Usage | None = None
+
+
+class _VendorGroq(msgspec.Struct):
+    usage: _Usage | None = None
+
+
+class _VendorChunk(msgspec.Struct):
+    choices: list[_VendorChoice] | None = None
+    x_groq: _VendorGroq | None = None
+
+
+_vendor_chunk = msgspec.json.Decoder(_VendorChunk)
+
+
+def vendor_stream_usage(data: bytes) -> TokenUsage | None:
+    """A stream chunk's usage where some OpenAI-compatible servers put it instead of the chunk's
+    `usage`: inside a choice (Moonshot) or in `x_groq` (Groq)."""
+    try:
+        chunk = _vendor_chunk.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if chunk.x_groq is not None and chunk.x_groq.usage is not None:
+        return normalise(chunk.x_groq.usage)
+    found = next((c.usage for c in chunk.choices or () if c.usage is not None), None)
+    return normalise(found) if found is not None else None
+
+
 def usage_from_body(body: bytes, endpoint: str) -> TokenUsage | None:
     try:
         doc = _doc.decode(body)
