@@ -98,7 +98,10 @@ class TaskEngine:
 
         async def one(task: TaskRow) -> None:
             async with limit:
-                await self.refresh(task)
+                try:
+                    await self.refresh(task)
+                except Exception:  # one task's bug must not stop the others' polls
+                    log.exception("refreshing task %s failed", task.id)
 
         await asyncio.gather(*(one(task) for task in due))
         return len(due)

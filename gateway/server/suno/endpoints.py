@@ -14,6 +14,7 @@ belongs to the key that submitted it: to any other key it does not exist (404).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from typing import Any
@@ -45,6 +46,7 @@ log = logging.getLogger("tollgate.suno")
 FAMILY = "suno"
 _FETCH = re.compile(r"^/suno/fetch/([^/]+)$")
 _LIST_LIMIT = 100
+_REFRESH_CONCURRENCY = 8
 
 
 class SunoTasks:
@@ -224,7 +226,14 @@ async def fetch_many(call: Call) -> None:
     if not ids:
         raise InvalidRequest('send {"ids": ["<task id>", ...]}', param="ids")
     tasks = runtime(call.state)
-    found = [await tasks.refresh(t) for t in await tasks.store.owned(key_id, ids, _LIST_LIMIT, FAMILY)]
+    limit = asyncio.Semaphore(_REFRESH_CONCURRENCY)
+
+    async def refresh(task: TaskRow) -> TaskRow:
+        async with limit:
+            return await tasks.refresh(task)
+
+    owned = await tasks.store.owned(key_id, ids, _LIST_LIMIT, FAMILY)
+    found = await asyncio.gather(*(refresh(t) for t in owned))
     call.proto.response_bytes(200, [("content-type", JSON)], _ok([msgspec.Raw(t.doc) for t in found]))
 
 
