@@ -18,12 +18,13 @@ import httpx
 import openai
 import pytest
 import websockets
+from aiohttp import web
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.conftest import key_hash
 from tests.fakes.realtime_upstream import FakeRealtime
-from tests.fakes.threaded import wait_for
+from tests.fakes.threaded import ThreadedApp, wait_for
 from tests.gateway_process import ROOT, GatewayProcess
 
 MAX_FRAME = 65536
@@ -49,6 +50,17 @@ api_keys = ["az-rt"]
 models = ["gpt-az"]
 deployments = {{ "gpt-az" = "rt-deploy" }}
 api_version = "2025-04-01-preview"
+
+[[provider]]
+id = "oai-http"
+kind = "openai"
+base_url = "{secrets}"
+api_keys = ["sk-secrets"]
+models = ["gpt-realtime-mini"]
+
+[price."gpt-realtime-mini"]
+input = 1.0
+output = 1.0
 
 [[provider]]
 id = "chat-only"
@@ -107,13 +119,36 @@ def upstream() -> Iterator[FakeRealtime]:
     up.stop()
 
 
+class SecretsUpstream:
+    """OpenAI's POST /v1/realtime/client_secrets, faked: it mints `ek_test` and keeps the requests."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, dict[str, Any]]] = []
+        self.app = ThreadedApp(self.handle)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.seen.append((request.headers.get("authorization", ""), await request.json()))
+        return web.json_response({"value": "ek_test", "expires_at": 1893456000,
+                                  "session": {"type": "realtime", "model": "gpt-realtime-mini"}})
+
+
 @pytest.fixture(scope="module")
-def gateway(upstream: FakeRealtime, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+def secrets_upstream() -> Iterator[SecretsUpstream]:
+    up = SecretsUpstream()
+    up.app.start()
+    yield up
+    up.app.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(upstream: FakeRealtime, secrets_upstream: SecretsUpstream,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     root = tmp_path_factory.mktemp("realtime")
     policies = root / "policies"
     policies.mkdir()
     (policies / "bundle.toml").write_text(BUNDLE.format(
-        base=upstream.base_url, root=upstream.root_url, **{k: key_hash(v) for k, v in KEYS.items()}))
+        base=upstream.base_url, root=upstream.root_url,
+        secrets=f"http://127.0.0.1:{secrets_upstream.app.port}/v1", **{k: key_hash(v) for k, v in KEYS.items()}))
     env = {"TOLLGATE_REALTIME_MAX_FRAME_BYTES": str(MAX_FRAME)}
     with GatewayProcess(policies, root / "data", env=env) as gw:
         yield gw
@@ -138,9 +173,13 @@ async def until_type(ws: ClientConnection, kind: str) -> dict[str, Any]:
 
 
 def rows(gw: GatewayProcess, where: str, count: int) -> list[dict[str, Any]]:
+    return rows_of(gw, "realtime", where, count)
+
+
+def rows_of(gw: GatewayProcess, endpoint: str, where: str, count: int) -> list[dict[str, Any]]:
     sql = ("select request_id, session_id, key_id, status, error_type, prompt_tokens, completion_tokens, "
            "cached_tokens, cost_usd, provider, served_model, endpoint "
-           f"from usage where endpoint = 'realtime' and {where} order by finished_at")
+           f"from usage where endpoint = '{endpoint}' and {where} order by finished_at")
     return gw.usage_rows(sql, until=lambda r: len(r) >= count)
 
 
@@ -414,3 +453,21 @@ def test_ledger_has_the_session_column(gateway: GatewayProcess) -> None:
 def test_log_has_no_provider_key(gateway: GatewayProcess) -> None:
     log = gateway.log()
     assert "sk-rt" not in log and "az-rt" not in log and "tg-voice" not in log
+
+
+def test_client_secrets_minted_with_the_provider_key(gateway: GatewayProcess,
+                                                     secrets_upstream: SecretsUpstream) -> None:
+    sdk = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="tg-voice", max_retries=0)
+    secret = sdk.realtime.client_secrets.create(session={"type": "realtime", "model": "gpt-realtime-mini"})
+    assert secret.value == "ek_test"
+    auth, body = secrets_upstream.seen[-1]
+    assert auth == "Bearer sk-secrets" and body["session"]["model"] == "gpt-realtime-mini"
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="tg-text", max_retries=0).realtime.client_secrets.create(
+            session={"type": "realtime", "model": "gpt-realtime-mini"})
+    assert refused.value.code == "model_not_allowed"
+    no_model = httpx.post(f"{gateway.url}/v1/realtime/client_secrets", json={"session": {"type": "realtime"}},
+                          headers={"authorization": "Bearer tg-voice"})
+    assert no_model.status_code == 400 and no_model.json()["error"]["param"] == "model"
+    minted = rows_of(gateway, "realtime/client_secrets", "key_id = 'voice' and status = 200", 1)
+    assert minted[0]["cost_usd"] is None and minted[0]["prompt_tokens"] == 0
