@@ -41,6 +41,7 @@ kind = "azure"
 base_url = "{az}"
 api_keys = ["az-video-key"]
 models = ["sora-az"]
+deployments = {{ "sora-az" = "my-sora-deployment" }}
 timeouts = {{ connect = 2, read = 5, total = 10 }}
 
 [[provider]]

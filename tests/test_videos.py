@@ -110,7 +110,9 @@ def test_list_is_paginated_like_openai(gw: GatewayProcess) -> None:
 def test_azure_and_remix_and_delete(gw: GatewayProcess, ups: Any) -> None:
     c = client(gw)
     video = c.videos.create(prompt="harbour at dusk", model="sora-az", seconds="4")
-    assert ups[1].creates()[-1].path == "/openai/v1/videos"
+    sent = ups[1].creates()[-1]
+    assert sent.path == "/openai/v1/videos" and sent.headers["api-key"] == "az-video-key"
+    assert b"my-sora-deployment" in sent.body and video.model == "sora-az"  # the deployment upstream
     assert finished(c, video.id).status == "completed"
     remixed = c.videos.remix(video.id, prompt="now at dawn")
     assert remixed.remixed_from_video_id == video.id and remixed.id != video.id

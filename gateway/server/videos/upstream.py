@@ -11,6 +11,7 @@ from urllib.parse import quote
 import msgspec
 
 from ...config.snapshot import ProviderRuntime
+from ...config.types import AzureProvider
 from ...errors import UpstreamError
 from ...providers.wire import videos as wire
 from ...tasks.adapter import Seen
@@ -34,6 +35,8 @@ def create_call(provider: ProviderRuntime, req: VideoRequest, model: str) -> tup
             wire.veo_body(req.prompt, req.seconds, req.size),
             JSON,
         )
+    if isinstance(provider.spec, AzureProvider):  # Azure names the deployment in the body's model
+        model = provider.spec.deployments.get(model, model)
     return "videos", with_model(req, model), req.content_type
 
 
