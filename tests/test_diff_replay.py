@@ -23,7 +23,7 @@ from gateway.billing.pricing import NANO, compute_cost
 from gateway.cli import main
 from gateway.config import Snapshot, load_snapshot
 from gateway.core.usage import TokenUsage
-from gateway.diff.replay import key_multiplier, owner_query, price_table, replay
+from gateway.diff.replay import key_multiplier, owner_query, parquet_query, price_table, replay
 from gateway.diff.replay_sql import priced_rows_sql
 from gateway.usage.lock import socket_path, try_lock
 
@@ -230,3 +230,47 @@ def test_no_ledger_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixtur
                  "--data-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 1 and "no ledger at" in err and "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def with_tasks(ledger: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ledger plus a task's rows (billed per second of video, then partly refunded), and the
+    same rows as one node's Parquet file under `<dir>/parquet`."""
+    tmp_path = tmp_path_factory.mktemp("tasks")
+    data = tmp_path / "data"
+    shutil.copytree(ledger, data)
+    con = duckdb.connect(str(data / "usage.duckdb"))
+    con.execute("ALTER TABLE usage ADD COLUMN IF NOT EXISTS task_id VARCHAR")
+    for request_id, cost in (("task-1", "1.250000000"), ("task-1-refund", "-0.250000000")):
+        con.execute(
+            "INSERT INTO usage (request_id, started_at, finished_at, key_id, endpoint, requested_model, "
+            "served_model, provider, status, usage_source, cost_usd, task_id) VALUES "
+            "(?, ?, ?, 'alice', '/v1/videos', 'gpt-4o', 'gpt-4o', 'mock', 200, 'upstream', ?, 'task-1')",
+            [request_id, NOW, NOW, cost])
+    parquet = tmp_path / "parquet" / "node=n1" / "date=2026-11-30"
+    parquet.mkdir(parents=True)
+    con.execute(f"COPY usage TO '{parquet / 'part-0.parquet'}' (FORMAT parquet)")
+    con.close()
+    return tmp_path
+
+
+def test_task_rows_keep_their_cost(ledger: Path, with_tasks: Path) -> None:
+    """Rows billed per action or per second (tasks, their refunds) are not token-priced."""
+    old, new = load_snapshot(FIXTURES / "base"), load_snapshot(FIXTURES / "prices")
+    plain = replay(old, new, owner_query(ledger), DAYS, NOW)
+    tasks = replay(old, new, owner_query(with_tasks / "data"), DAYS, NOW)
+    assert tasks.by_key["alice"].old - plain.by_key["alice"].old == Decimal("1.000000000")
+    assert tasks.by_key["alice"].new - plain.by_key["alice"].new == Decimal("1.000000000")
+
+
+def test_parquet_replays_the_same(with_tasks: Path) -> None:
+    """The nodes' Parquet files replay to the same figures as the ledger they came from."""
+    old, new = load_snapshot(FIXTURES / "base"), load_snapshot(FIXTURES / "prices")
+    from_ledger = replay(old, new, owner_query(with_tasks / "data"), DAYS, NOW)
+    query, close = parquet_query(with_tasks / "parquet")
+    try:
+        from_parquet = replay(old, new, query, DAYS, NOW)
+    finally:
+        close()
+    assert from_parquet.total == from_ledger.total and from_parquet.by_key == from_ledger.by_key
+    assert from_parquet.denied == from_ledger.denied

@@ -70,7 +70,7 @@ def key_multiplier(old: Snapshot, new: Snapshot, key_id: str | None) -> float:
     return key.price_multiplier * (key.group.price_multiplier if key.group else 1.0)
 
 
-def price_table(old: Snapshot, new: Snapshot) -> PriceTable:
+def price_table(old: Snapshot, new: Snapshot, has_task_id: bool = True) -> PriceTable:
     """NEW's prices, and the rates of each with each distinct key multiplier."""
     mults: dict[float, int] = {1.0: 0}
     keys: dict[str, int] = {}
@@ -86,13 +86,14 @@ def price_table(old: Snapshot, new: Snapshot) -> PriceTable:
         names[name] = (pid, in_python)
         if not in_python:
             rates.update({(pid, mid): r for mid, r in found.items() if r is not None})
-    return PriceTable(names, keys, rates)
+    return PriceTable(names, keys, rates, has_task_id)
 
 
 def replay(old: Snapshot, new: Snapshot, query: Query, days: int, now: datetime | None = None) -> Replay:
     now = now or datetime.now(UTC)
     since = (now - timedelta(days=days)).isoformat()
-    table = price_table(old, new)
+    columns = query("SELECT * FROM usage LIMIT 0")["columns"]
+    table = price_table(old, new, has_task_id="task_id" in columns)
     result = Replay(days=days, since=since, total=Money(), by_key={}, by_group={}, by_model={},
                     denied={}, denied_reasons={}, rerouted={}, unpriced=0)
     try:

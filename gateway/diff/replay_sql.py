@@ -19,10 +19,20 @@ from ..billing.pricing import MILLION, dec
 from ..config.snapshot import PriceRuntime
 
 MAX_SCALE = 18
-MJ_ROWS = "u.endpoint LIKE '%/mj/%'"  # billed per action, which the row does not keep: carried as is
-# Rows the relay priced at all (a request with no usage has no cost either way).
-PRICED_ROWS = (f"u.usage_source <> 'none' AND u.provider IS NOT NULL AND u.served_model IS NOT NULL "
-               f"AND NOT ({MJ_ROWS})")
+
+
+def carried_rows(has_task_id: bool) -> str:
+    """Rows billed per action or per second of video (tasks: Midjourney, Suno, videos, and their
+    refunds), by what the row does not keep: carried at their recorded cost. Ledgers (and
+    Parquet files) written before `task_id` existed have only Midjourney's endpoints to go by."""
+    midjourney = "u.endpoint LIKE '%/mj/%'"
+    return f"({midjourney} OR u.task_id IS NOT NULL)" if has_task_id else f"({midjourney})"
+
+
+def priced_rows(has_task_id: bool) -> str:
+    """Rows the relay priced by tokens (a request with no usage has no cost either way)."""
+    return (f"u.usage_source <> 'none' AND u.provider IS NOT NULL AND u.served_model IS NOT NULL "
+            f"AND NOT {carried_rows(has_task_id)}")
 
 
 @dataclass(frozen=True)
@@ -109,6 +119,7 @@ class PriceTable:
     names: dict[str, tuple[int, bool]]  # NEW's price names: "model" or "provider/model"
     keys: dict[str, int]  # key id -> multiplier id (absent: id 0, multiplier 1.0)
     rates: dict[tuple[int, int], Rates]
+    has_task_id: bool = True  # the ledger's usage table has the column
 
     def ctes(self, kind: str) -> list[str]:
         names = [[_str(n), str(i), "true" if py else "false"] for n, (i, py) in sorted(self.names.items())]
@@ -135,7 +146,8 @@ class PriceTable:
 base AS (
   SELECT u.*, coalesce(pp.pid, pm.pid) AS pid,
          CASE WHEN pp.pid IS NOT NULL THEN pp.in_python ELSE coalesce(pm.in_python, false) END AS in_python,
-         coalesce(k.mid, 0) AS mid, {MJ_ROWS} AS carried, ({PRICED_ROWS}) AS priced
+         coalesce(k.mid, 0) AS mid, {carried_rows(self.has_task_id)} AS carried,
+         ({priced_rows(self.has_task_id)}) AS priced
   FROM usage u
   LEFT JOIN price_names pm ON pm.name = u.served_model
   {provider_join}
