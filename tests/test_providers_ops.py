@@ -27,7 +27,7 @@ FLAKY_KEY = "sk-flaky-secret-0011aabb"
 HOOK_SECRET = "whsec-e2e-secret-55aa"
 ENV = {"UP_KEY": UP_KEY, "FLAKY_KEY": FLAKY_KEY, "HOOK_SECRET": HOOK_SECRET}
 SECRETS = (UP_KEY, FLAKY_KEY, HOOK_SECRET)
-CLIENT, ADMIN, PREPAID = "tg-ops-client", "tg-ops-admin", "tg-ops-prepaid"
+CLIENT, ADMIN, PREPAID, BUDGETED = "tg-ops-client", "tg-ops-admin", "tg-ops-prepaid", "tg-ops-budgeted"
 
 BUNDLE = """
 schema = 1
@@ -58,9 +58,22 @@ base_url = "{base}"
 api_keys = ["${{FLAKY_KEY}}"]
 models = ["m-flaky"]
 
+[[provider]]
+id = "mock"
+kind = "mock"
+models = ["mock-small"]
+
 [price.m-a]
 input = 1.0
 output = 2.0
+
+[price.mock-small]
+per_request = 0.3
+
+[[key]]
+id = "budgeted"
+hash = "{budgeted}"
+budget = {{ usd = 1.0, period = "day" }}
 
 [[key]]
 id = "client"
@@ -97,6 +110,13 @@ url = "{hook}"
 when = "event.balance_usd < 2.0"
 
 [[alert]]
+id = "budget"
+on = "budget_threshold"
+url = "{hook}"
+when = "event.fraction >= 0.5"
+dedup_s = 0
+
+[[alert]]
 id = "breaker"
 on = "breaker_open"
 url = "{hook}"
@@ -126,7 +146,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayPro
     policies.mkdir()
     (policies / "bundle.toml").write_text(BUNDLE.format(base=upstream.base_url, hook=hook.url,
                                                         client=key_hash(CLIENT), admin=key_hash(ADMIN),
-                                                        prepaid=key_hash(PREPAID)))
+                                                        prepaid=key_hash(PREPAID), budgeted=key_hash(BUDGETED)))
     with GatewayProcess(policies, root / "data", env=ENV) as gw:
         yield gw, upstream, hook
     upstream.stop()
@@ -272,6 +292,18 @@ def test_balance_low_alert(world: tuple[GatewayProcess, ListingUpstream, Webhook
     assert (doc["key_id"], doc["threshold_usd"]) == ("prepaid", 5.0) and doc["balance_usd"] < 2.0
     assert chat(gw, "m-a", PREPAID).status_code == 200
     assert len(hook.events("balance_low")) == 1  # one per key and window (dedup_s)
+
+
+def test_budget_threshold_alerts_once_per_mark(world: tuple[GatewayProcess, ListingUpstream, WebhookReceiver]) -> None:
+    gw, _, hook = world
+    for _ in range(4):  # $0.30 a request against $1.00 a day: seen before requests 3 and 4: 60%, 90%
+        assert chat(gw, "mock-small", BUDGETED).status_code == 200
+    assert wait_for(lambda: len(hook.events("budget_threshold")) == 2, 10)
+    marks = sorted((d.json()["mark"], d.json()["spend_usd"]) for d in hook.events("budget_threshold"))
+    assert marks == [(0.5, 0.6), (0.9, 0.9)]
+    doc = hook.events("budget_threshold")[0].json()
+    assert (doc["key_id"], doc["scope"], doc["budget_usd"], doc["period"]) == ("budgeted", "key `budgeted`", 1.0, "day")
+    assert chat(gw, "mock-small", BUDGETED).status_code == 429  # the budget itself still refuses
 
 
 def test_health_is_merged_across_workers(tmp_path: Path) -> None:

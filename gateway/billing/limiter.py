@@ -57,6 +57,20 @@ def to_nano(usd: Decimal | None) -> int:
     return int((usd * NANO).to_integral_value(ROUND_HALF_UP))
 
 
+def most_used(spends: tuple[Spend, ...], spent: list[int]) -> tuple[float, float, str, str] | None:
+    """The enforced, postpaid budget closest to its limit: (spend, limit, period, scope)."""
+    best: tuple[float, Spend, int] | None = None
+    for spend, nano in zip(spends, spent, strict=False):
+        if spend.usd and not spend.prepaid:
+            fraction = nano / (spend.usd * NANO)
+            if best is None or fraction > best[0]:
+                best = (fraction, spend, nano)
+    if best is None:
+        return None
+    _, spend, nano = best
+    return nano / NANO, float(spend.usd or 0.0), spend.period, spend.scope
+
+
 class EnforcingLimiter:
     def __init__(self, store: StateStore, spend_source: SpendSource | None = None,
                  fail_open: bool = False, credit_source: CreditSource | None = None) -> None:
@@ -164,7 +178,10 @@ class EnforcingLimiter:
         if plan.credit_args:  # the balance before this request: credits - spend
             balance = grant.credits[0] - grant.spend[plan.credit_args[0][0]]
             headers.append((BALANCE_HEADER, balance_text(balance)))
-        return Admission(headers, estimate_tokens, ticket)
+        admission = Admission(headers, estimate_tokens, ticket)
+        if budgets:  # for budget_threshold alerts (server/account_events.py)
+            admission.budget = most_used(plan.spends, grant.spend)
+        return admission
 
     def _stale_credits(self, plan: Plan, grant: Grant, key_id: str) -> bool:
         return (grant.failed_kind == "budget" and plan.spends[grant.failed_index].prepaid

@@ -19,6 +19,8 @@ class Admission:
     headers: list[tuple[str, str]] = field(default_factory=list)  # x-ratelimit-* to return
     reserved_tokens: int = 0
     token: object = None  # limiter-specific bookkeeping
+    # the most used enforced budget before this request: (spend_usd, budget_usd, period, scope)
+    budget: tuple[float, float, str, str] | None = None
 
 
 class Settled(Protocol):

@@ -20,7 +20,7 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "breaker_closed": ("provider", "open_s"),
     "key_benched": ("provider", "key_index", "key", "status", "reason", "until"),
     "key_restored": ("provider", "key_index", "key", "reason"),
-    "budget_threshold": ("key_id", "budget_usd", "spend_usd", "fraction", "period"),
+    "budget_threshold": ("key_id", "scope", "budget_usd", "spend_usd", "fraction", "mark", "period"),
     "balance_low": ("key_id", "balance_usd", "threshold_usd"),
     "reload_failed": ("directory", "problems", "message"),
     "upstream_error_rate": ("provider", "error_rate", "requests", "errors", "window_s"),

@@ -19,7 +19,7 @@ from ..billing.limits import Admission
 from ..config.snapshot import KeyRuntime, Snapshot
 from ..errors import GatewayError, InvalidRequest
 from ..providers.wire.head import TOO_DEEP
-from .account_events import check_balance
+from .account_events import check_balance, check_budget
 from .exchange import Exchange
 from .http import Headers, send_error
 from .intake import discard_body
@@ -50,6 +50,8 @@ class Call:
                                                         reserve_usd)
         if key.prepaid is not None:
             check_balance(self.state, key, self.admission.headers)  # balance_low alerts
+        if self.admission.budget is not None:
+            check_budget(self.state, key, self.admission)  # budget_threshold alerts
         return self.admission.headers
 
 

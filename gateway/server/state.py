@@ -53,6 +53,7 @@ class WorkerState:
         self.breakers = Breakers(self._breaker_changed)
         self.health = HealthStats()  # per provider key: in flight, outcomes, latency (ops/health.py)
         self.alerts: Callable[[Event], None] | None = None  # the alert dispatcher's emit, once started
+        self.budget_marks: dict[tuple[str, str], float] = {}  # budget_threshold: last mark per budget
         self.round_robin = RoundRobin()
         self.rng = random.Random()
         self.draining = False
