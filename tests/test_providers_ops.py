@@ -117,6 +117,12 @@ when = "event.fraction >= 0.5"
 dedup_s = 0
 
 [[alert]]
+id = "reload"
+on = "reload_failed"
+url = "{hook}"
+secret = "${{HOOK_SECRET}}"
+
+[[alert]]
 id = "breaker"
 on = "breaker_open"
 url = "{hook}"
@@ -304,6 +310,24 @@ def test_budget_threshold_alerts_once_per_mark(world: tuple[GatewayProcess, List
     doc = hook.events("budget_threshold")[0].json()
     assert (doc["key_id"], doc["scope"], doc["budget_usd"], doc["period"]) == ("budgeted", "key `budgeted`", 1.0, "day")
     assert chat(gw, "mock-small", BUDGETED).status_code == 429  # the budget itself still refuses
+
+
+def test_reload_failed_alert_and_no_secret_in_any_log(world: tuple[GatewayProcess, ListingUpstream,
+                                                                   WebhookReceiver]) -> None:
+    gw, _, hook = world
+    broken = gw.policies / "zz-broken.toml"
+    broken.write_text('schema = 1\n[[key]]\nid = "x"\n')  # a key without its hash
+    try:
+        alert = hook.wait_for_event("reload_failed")
+        doc = alert.json()
+        assert alert.signed_by(HOOK_SECRET) and doc["problems"] >= 1 and "zz-broken.toml" in doc["message"]
+        assert chat(gw, "m-a").status_code == 200  # the last good bundle keeps serving
+    finally:
+        broken.unlink()
+    log = (gw.data_dir / "alerts.jsonl").read_text()
+    assert '"outcome": "delivered"' in log
+    for text in (log, gw.log(), *(p.read_text() for p in (gw.data_dir / "health").glob("*.json"))):
+        assert_no_secret(text)
 
 
 def test_health_is_merged_across_workers(tmp_path: Path) -> None:
