@@ -169,7 +169,7 @@ def _served(ledger: Path, where: str) -> dict[str, int]:
     con = duckdb.connect(str(ledger / "usage.duckdb"), read_only=True)
     try:
         rows = con.execute(
-            f"SELECT key_id, count(*) FROM usage WHERE status < 400 AND started_at >= ? AND {where} GROUP BY 1",
+            f"SELECT key_id, count(*) FROM usage WHERE status < 400 AND started_at >= ? AND ({where}) GROUP BY 1",
             [NOW - dt.timedelta(days=DAYS)]).fetchall()
     finally:
         con.close()
@@ -189,6 +189,10 @@ def test_denied_and_rerouted_requests(ledger: Path) -> None:
                      ("ghost", "key removed")):
         reasons[why] += expected[key]
     assert keys.denied_reasons == {**reasons, "model not allowed": alice}  # the allow-list comes first
+    # OLD refuses some of them as well: ghost, dave outside claude-*, the team on claude-3
+    by_old = _served(ledger, "key_id = 'ghost' OR (key_id = 'dave' AND requested_model <> 'claude-3') "
+                             "OR (key_id IN ('alice', 'bob') AND requested_model = 'claude-3')")
+    assert keys.denied_by_old == sum(by_old.values())
     assert keys.rerouted == {}
     # the backup provider is gone: what it served of gpt-4o goes elsewhere
     moved = replay(base, load_snapshot(FIXTURES / "providers"), owner_query(ledger), DAYS, NOW)
@@ -215,7 +219,7 @@ def test_replay_through_a_running_owner_and_the_cli(ledger: Path, tmp_path: Path
         assert code == 2
         first = out.splitlines()[0]
         assert re.fullmatch(r"\*\*2 price changes; 1 group change; spend -\d+\.\d% \(-\$\d+\.\d\d\) on last "
-                            r"3650 days; \d+ requests of 4 keys would be denied\*\*", first), first
+                            r"3650 days; \d+ requests of 4 keys would be denied \(\d+ by OLD too\)\*\*", first), first
         assert f"| total | {ROWS} |" in out
         assert owner.poll() is None
         with pytest.raises(duckdb.Error):  # it answered from the file it now holds

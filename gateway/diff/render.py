@@ -87,7 +87,8 @@ def _replay_lines(replay: Replay) -> list[str]:
         ranked = sorted(replay.denied.items(), key=lambda kv: (-kv[1], kv[0]))
         keys = ", ".join(f"{k} ({n})" for k, n in ranked)
         why = ", ".join(f"{r}: {n}" for r, n in sorted(replay.denied_reasons.items()))
-        lines.append(f"Would be denied: {sum(replay.denied.values())} requests ({why}); keys: {keys}")
+        also = f"; {replay.denied_by_old} of them by OLD too" if replay.denied_by_old else ""
+        lines.append(f"Would be denied: {sum(replay.denied.values())} requests ({why}{also}); keys: {keys}")
     if replay.rerouted:
         moved = ", ".join(f"{m} ({n})" for m, n in sorted(replay.rerouted.items()))
         lines.append(f"Would route elsewhere: {sum(replay.rerouted.values())} requests; models: {moved}")

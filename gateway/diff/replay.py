@@ -154,7 +154,7 @@ def _admission(result: Replay, old: Snapshot, new: Snapshot, answer: dict[str, A
         result.notes.append("more than 10,000 (key, model, provider) combinations: "
                             "denials counted on the first")
     models = model_universe(old, new)
-    decided = static_decisions(new, models)
+    decided, old_decided = static_decisions(new, models), static_decisions(old, models)
     denied: dict[str, int] = defaultdict(int)
     reasons: dict[str, int] = defaultdict(int)
     rerouted: dict[str, int] = defaultdict(int)
@@ -164,6 +164,9 @@ def _admission(result: Replay, old: Snapshot, new: Snapshot, answer: dict[str, A
         if reason is not None:
             denied[key_id] += n
             reasons[reason] += n
+            before, _ = _verdict(old, old.keys_by_id.get(key_id), key_id, model, old_decided, now)
+            if before is not None:  # rows OLD would refuse too (served under an older bundle)
+                result.denied_by_old += n
         elif route_name is not None and (row["provider"], row["served_model"]) not in _targets(
                 new, route_name):
             rerouted[model] += n

@@ -66,6 +66,7 @@ class Replay:
     denied_reasons: dict[str, int]  # reason -> requests
     rerouted: dict[str, int]  # requested model -> requests NEW would send elsewhere
     unpriced: int  # rows NEW has no price for (their new cost counts as 0)
+    denied_by_old: int = 0  # of the denied requests, those OLD would refuse as well
     notes: list[str] = field(default_factory=list)
 
 
@@ -136,7 +137,8 @@ def summary_line(report: Report) -> str:
         denied = sum(replay.denied.values())
         if denied:
             parts.append(f"{denied} request{'s' if denied != 1 else ''} of {len(replay.denied)} "
-                         f"key{'s' if len(replay.denied) != 1 else ''} would be denied")
+                         f"key{'s' if len(replay.denied) != 1 else ''} would be denied"
+                         + (f" ({replay.denied_by_old} by OLD too)" if replay.denied_by_old else ""))
     if not parts:
         return "no changes"
     return "; ".join(parts)
