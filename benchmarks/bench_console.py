@@ -77,7 +77,7 @@ def ledger(data_dir: Path, rows: int, fresh: bool) -> None:
     if path.exists() and not fresh:
         with duckdb.connect(str(path), read_only=True) as con:
             row = con.execute("SELECT count(*), max(started_at) > now() - INTERVAL 1 DAY FROM usage").fetchone()
-            if row and row[0] == rows and row[1]:
+            if row and row[0] >= rows and row[1]:  # (the relay runs add rows)
                 print(f"reusing the ledger of {rows:,} rows at {path}")
                 return
     shutil.rmtree(data_dir, ignore_errors=True)

@@ -210,3 +210,23 @@ def test_the_console_can_be_turned_off(tmp_path: Path, upstream: FakeUpstream) -
         assert httpx.get(f"{gw.url}/console/login").status_code == 404
         assert httpx.get(f"{gw.url}/healthz").status_code == 200
     assert not (tmp_path / "data" / SECRET_FILE).exists()
+
+
+def test_a_failed_reload_shows_with_file_and_line(gw: GatewayProcess) -> None:
+    client, _ = sign_in(gw, "admin")
+    broken = gw.policies / "zz-broken.toml"
+    broken.write_text('schema = 1\n\n[[key]]\nid = "x"\nhash = 12\n')
+    try:
+        deadline = time.monotonic() + 15
+        page = client.get("/console/").text
+        while 'id="policy-error"' not in page and time.monotonic() < deadline:
+            time.sleep(0.2)
+            page = client.get("/console/").text
+        error = page[page.index('id="policy-error"'):page.index("</div>", page.index('id="policy-error"'))]
+        assert "zz-broken.toml:" in error and "hash" in error
+    finally:
+        broken.unlink()
+    deadline = time.monotonic() + 15
+    while 'id="policy-ok"' not in client.get("/console/").text and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert 'id="policy-ok"' in client.get("/console/").text

@@ -15,6 +15,7 @@ import msgspec
 
 from ..config.snapshot import KeyRuntime, Snapshot
 from . import filters, ledger, pages, queries, respond, static
+from .cache import PageCache
 from .filters import BadParameter
 from .ledger import LedgerError
 from .live import Live
@@ -38,6 +39,7 @@ class Console:
     def __init__(self) -> None:
         self._signer: Signer | None = None
         self.live = Live()
+        self.cache = PageCache()  # figures of the overview and key views, a few seconds
         self._admin: dict[str, Handler] = {
             "": self.overview, "usage": self.usage, "usage.csv": self.download_csv,
             "usage.parquet": self.download_parquet, "api/live": self.live_rate,
@@ -133,9 +135,11 @@ class Console:
 
     async def overview(self, request: Request) -> None:
         f = filters.parse(request.scope.query_string)
-        context = await pages.overview(request.worker, request.snap, f)
+        key = ("overview", request.snap.revision, request.scope.query_string)
+        figures = await self.cache.get(key, lambda: pages.overview(request.worker, request.snap, f))
+        live = pages.overview_live(request.worker, request.snap, figures)  # never cached
         self.live.sample(request.worker)  # so the page's first poll already has a rate
-        self._page(request, "overview.html", context)
+        self._page(request, "overview.html", {**figures, **live})
 
     async def usage(self, request: Request) -> None:
         f = filters.parse(request.scope.query_string)
@@ -164,7 +168,9 @@ class Console:
 
     async def _key_view(self, request: Request, key: KeyRuntime) -> None:
         f = filters.parse(request.scope.query_string, frozenset({"range", "since", "until", "bucket"}))
-        context = await pages.key_view(request.worker, request.snap, key, f)
+        cache_key = ("key", key.id, request.snap.revision, request.scope.query_string)
+        figures = self.cache.get(cache_key, lambda: pages.key_view(request.worker, request.snap, key, f))
+        context = dict(await figures)
         host = str(request.scope.headers.get("host") or "127.0.0.1")
         context["base_url"] = f"{'https' if request.secure else 'http'}://{host}"
         self._page(request, "key.html", context)

@@ -28,16 +28,26 @@ async def overview(worker: Worker, snap: Snapshot, f: Filter) -> dict[str, Any]:
     latency = (await run(Path(worker.settings.data_dir), [queries.latency(f, rows)]))[0].dicts()
     lines = budgets.budget_lines(plan, r[8].dicts()) + budgets.limit_lines(keys, r[6].dicts())
     return {
-        "f": f,
+        "f": f, "as_of": now.strftime("%H:%M:%S UTC"),
         "charts": [charts.pivot(f, r[0].dicts(), "cost", f"Spend by {f.by}", "USD"),
                    charts.pivot(f, r[0].dicts(), "requests", f"Requests by {f.by}", "requests")],
         "top_keys": r[1].dicts(), "top_models": r[2].dicts(),
-        "providers": health.providers(health.live(worker, snap), snap, r[3].dicts(), latency, r[5].dicts()),
+        "provider_stats": r[3].dicts(), "latency": latency, "errors": r[5].dicts(),
         "sampled": bool(queries.sample_for(rows)),
         "limits": sorted(lines, key=lambda line: -line.fraction)[:30],
         "near": [line for line in lines if line.near],
-        "policy": health.policy(worker, snap),
         "balances": await _balances(worker, r[7], None),
+    }
+
+
+def overview_live(worker: Worker, snap: Snapshot, figures: dict[str, Any]) -> dict[str, Any]:
+    """What the overview takes from the running gateway, fresh on every view (the ledger's
+    figures may come from the page cache)."""
+    merged = health.live(worker, snap)
+    return {
+        "providers": health.providers(merged, snap, figures["provider_stats"], figures["latency"],
+                                      figures["errors"]),
+        "policy": health.policy(worker, snap),
         "workers": worker.settings.workers,
     }
 
@@ -59,7 +69,7 @@ async def key_view(worker: Worker, snap: Snapshot, key: KeyRuntime, f: Filter) -
     totals = r[4].dicts()[0]
     lines = budgets.budget_lines(plan, r[5].dicts()) + budgets.limit_lines([key], r[2].dicts())
     return {
-        "f": f, "key": key,
+        "f": f, "key": key, "as_of": now.strftime("%H:%M:%S UTC"),
         "charts": [charts.pivot(f, series, "cost", "Spend by model", "USD"),
                    charts.pivot(f, series, "tokens", "Tokens by model", "tokens")],
         "recent": r[1].dicts(), "totals": totals, "limits": lines,

@@ -1,0 +1,35 @@
+"""A page's figures, kept a few seconds per worker: an open tab refreshing every 2 s (or a few
+operators on one page) reuses one computation instead of rescanning the ledger each time. On a
+10M-row ledger an overview costs the ledger owner ~1 s of both cores of a small box; computed
+every 2 s it halved the relay's throughput (benchmarks/bench_console.py), once per TTL it does not."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+TTL_S = 10.0
+MAX_ENTRIES = 64
+
+Context = dict[str, Any]
+
+
+class PageCache:
+    def __init__(self, ttl_s: float = TTL_S) -> None:
+        self.ttl_s = ttl_s
+        self._entries: OrderedDict[tuple[str, ...], tuple[float, Context]] = OrderedDict()
+
+    async def get(self, key: tuple[str, ...], compute: Callable[[], Awaitable[Context]]) -> Context:
+        """The cached context for `key` (who asks, which page, which filter), or a fresh one."""
+        now = time.monotonic()
+        found = self._entries.get(key)
+        if found is not None and now - found[0] < self.ttl_s:
+            return found[1]
+        context = await compute()
+        self._entries[key] = (now, context)
+        self._entries.move_to_end(key)
+        while len(self._entries) > MAX_ENTRIES:
+            self._entries.popitem(last=False)
+        return context
