@@ -6,14 +6,15 @@ exist or does not pass check, a ledger that cannot be read)."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .report import Report
+from .report import Replay, Report
+
+if TYPE_CHECKING:
+    from ..config import Snapshot
 
 EXIT_SAME, EXIT_ERROR, EXIT_CHANGED = 0, 1, 2
 
@@ -91,24 +92,19 @@ def build(args: argparse.Namespace, now: datetime | None = None) -> Report:
     return report
 
 
-def _replay(args: argparse.Namespace, old: Any, new: Any, now: datetime) -> Any:
+def _replay(args: argparse.Namespace, old: Snapshot, new: Snapshot, now: datetime) -> Replay:
     from .replay import ReplayError, owner_query, parquet_query, replay
 
-    close: Callable[[], None] = lambda: None  # noqa: E731
     try:
-        if args.parquet:
-            query, close = parquet_query(Path(args.parquet))
-        else:
-            query = owner_query(_data_dir(args))
-        with contextlib.closing(_Closer(close)):
+        if not args.parquet:
+            return replay(old, new, owner_query(_data_dir(args)), args.replay, now)
+        query, close = parquet_query(Path(args.parquet))
+        try:
             return replay(old, new, query, args.replay, now)
+        finally:
+            close()
     except ReplayError as exc:
         raise _Failed(f"replay: {exc}") from None
-
-
-class _Closer:
-    def __init__(self, close: Callable[[], None]) -> None:
-        self.close = close
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
