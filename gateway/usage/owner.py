@@ -59,6 +59,7 @@ class Owner:
         self._lock_fd = lock_fd
         self._retention_days = retention_days
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-db")
+        self._opening = asyncio.Lock()
         self.store: LedgerStore | None = None
         self._sink: ParquetSink | None = None
         self._server: asyncio.AbstractServer | None = None
@@ -83,10 +84,11 @@ class Owner:
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
 
     async def _open(self) -> LedgerStore:
-        if self.store is None:
-            from .store import LedgerStore  # DuckDB: loaded here, on first need
+        async with self._opening:  # two first requests at once opened it twice ("already attached")
+            if self.store is None:
+                from .store import LedgerStore  # DuckDB: loaded here, on first need
 
-            self.store = await self._call(LedgerStore, self.data_dir / "usage.duckdb", 60.0, self._sink)
+                self.store = await self._call(LedgerStore, self.data_dir / "usage.duckdb", 60.0, self._sink)
         return self.store
 
     async def ingest(self) -> int:
