@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 from datetime import UTC, datetime
@@ -106,13 +105,12 @@ _SOURCES: dict[str, tuple[str, GoogleTokenSource]] = {}
 
 def token_source(provider_id: str, service_account_json: str) -> GoogleTokenSource:
     """One source per provider in this worker; new credentials (a reload) replace the old one."""
-    digest = hashlib.sha256(service_account_json.encode()).hexdigest()
     found = _SOURCES.get(provider_id)
-    if found is not None and found[0] == digest:
+    if found is not None and found[0] == service_account_json:  # the same str object: an identity check
         return found[1]
     if found is not None:
         with contextlib.suppress(RuntimeError):
             found[1].close()
     source = GoogleTokenSource(provider_id, service_account_json)
-    _SOURCES[provider_id] = (digest, source)
+    _SOURCES[provider_id] = (service_account_json, source)
     return source
