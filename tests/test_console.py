@@ -230,3 +230,30 @@ def test_a_failed_reload_shows_with_file_and_line(gw: GatewayProcess) -> None:
     while 'id="policy-ok"' not in client.get("/console/").text and time.monotonic() < deadline:
         time.sleep(0.2)
     assert 'id="policy-ok"' in client.get("/console/").text
+
+
+def test_the_page_cache_computes_once_for_views_at_the_same_time() -> None:
+    import asyncio
+
+    from gateway.console.cache import PageCache
+
+    calls: list[int] = []
+    release = asyncio.Event()
+
+    async def compute() -> dict[str, object]:
+        calls.append(1)
+        await release.wait()
+        return {"n": len(calls)}
+
+    async def scenario() -> None:
+        cache = PageCache(ttl_s=3600)
+        views = [asyncio.ensure_future(cache.get(("page", "q"), compute)) for _ in range(3)]
+        await asyncio.sleep(0)
+        release.set()
+        assert [v["n"] for v in await asyncio.gather(*views)] == [1, 1, 1]
+        assert (await cache.get(("page", "q"), compute))["n"] == 1  # within the TTL: kept
+        assert (await cache.get(("page", "other"), compute))["n"] == 2  # another filter: computed
+        cache.ttl_s = 0
+        assert (await cache.get(("page", "q"), compute))["n"] == 3  # expired: computed again
+
+    asyncio.run(scenario())

@@ -5,6 +5,7 @@ every 2 s it halved the relay's throughput (benchmarks/bench_console.py), once p
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -20,15 +21,25 @@ class PageCache:
     def __init__(self, ttl_s: float = TTL_S) -> None:
         self.ttl_s = ttl_s
         self._entries: OrderedDict[tuple[str, ...], tuple[float, Context]] = OrderedDict()
+        self._pending: dict[tuple[str, ...], asyncio.Future[Context]] = {}
 
     async def get(self, key: tuple[str, ...], compute: Callable[[], Awaitable[Context]]) -> Context:
-        """The cached context for `key` (who asks, which page, which filter), or a fresh one."""
-        now = time.monotonic()
+        """The cached context for `key` (who asks, which page, which filter), or a fresh one;
+        views arriving while it is computed wait for that one computation."""
         found = self._entries.get(key)
-        if found is not None and now - found[0] < self.ttl_s:
+        if found is not None and time.monotonic() - found[0] < self.ttl_s:
             return found[1]
-        context = await compute()
-        self._entries[key] = (now, context)
+        pending = self._pending.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Context] = asyncio.ensure_future(compute())
+        self._pending[key] = future
+        try:
+            context = await asyncio.shield(future)
+        finally:
+            self._pending.pop(key, None)
+        # timed from the end: a computation slower than the TTL (a loaded box) is still reused
+        self._entries[key] = (time.monotonic(), context)
         self._entries.move_to_end(key)
         while len(self._entries) > MAX_ENTRIES:
             self._entries.popitem(last=False)
