@@ -65,6 +65,20 @@ output = 15.0
 cached_input = 0.3
 cache_write = 3.75
 
+[[provider]]
+id = "aws-cache"
+kind = "bedrock"
+region = "us-west-2"
+base_url = "{br}"
+access_key_id = "${{BR_TEST_KEY_ID}}"
+secret_access_key = "${{BR_TEST_SECRET}}"
+prompt_cache = true
+models = ["claude-cache"]
+
+[price.claude-cache]
+input = 1.0
+output = 1.0
+
 [price.claude-profile]
 input = 1.0
 output = 1.0
@@ -263,3 +277,16 @@ def test_credentials_from_an_aws_profile(env: Env) -> None:
     assert r.choices[0].message.content == "fake answer from claude-profile"
     sent = env.br.received[-1]
     assert "Credential=AKIAPROFILE/" in sent.headers["authorization"] and "x-amz-security-token" not in sent.headers
+
+
+def test_prompt_cache_marks_the_system_prompt_and_the_tools(env: Env) -> None:
+    tools: Any = [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER}}]
+    r = _oai(env).chat.completions.create(model="claude-cache", tools=tools, messages=[
+        {"role": "system", "content": "a long stable prompt"}, {"role": "user", "content": "weather?"}])
+    assert r.choices[0].finish_reason == "tool_calls"
+    sent = _last(env)
+    assert sent["system"] == [{"text": "a long stable prompt"}, {"cachePoint": {"type": "default"}}]
+    assert sent["toolConfig"]["tools"][-1] == {"cachePoint": {"type": "default"}}
+    _oai(env).chat.completions.create(model="claude-br", tools=tools, messages=[
+        {"role": "system", "content": "s"}, {"role": "user", "content": "weather?"}])
+    assert "cachePoint" not in json.dumps(_last(env))  # only where the provider asks for it

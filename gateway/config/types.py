@@ -117,6 +117,9 @@ class BedrockProvider(ProviderBase, tag_field="kind", tag="bedrock"):
     profile: str = ""
     instance_role: bool = False  # credentials from the instance/container role: not checked at load
     default_max_tokens: PositiveInt | None = None  # Converse's maxTokens when the client sends none
+    # a cachePoint after the system prompt and after the tools (the stable prefix): Bedrock caches
+    # only where a request marks it, and chat clients have no way to mark it
+    prompt_cache: bool = False
 
 
 class VertexProvider(ProviderBase, tag_field="kind", tag="vertex"):

@@ -133,7 +133,11 @@ def _tool_config(req: ChatRequest) -> bw.ToolConfig | None:
     return bw.ToolConfig(tools=tools, toolChoice=choice)
 
 
-def to_converse(req: ChatRequest, default_max_tokens: int | None) -> bw.ConverseRequest:
+CACHE_POINT = {"type": "default"}
+
+
+def to_converse(req: ChatRequest, default_max_tokens: int | None, prompt_cache: bool = False,
+                ) -> bw.ConverseRequest:
     system: list[bw.SystemBlock] = []
     messages: list[bw.BMessage] = []
     for n, m in enumerate(req.messages):
@@ -151,11 +155,17 @@ def to_converse(req: ChatRequest, default_max_tokens: int | None) -> bw.Converse
             _append(messages, "assistant", blocks)
         else:
             _append(messages, "user", _blocks(m.content, where))
+    tools = _tool_config(req)
+    if prompt_cache:  # the provider's `prompt_cache`: the prefix up to here is cached
+        if system:
+            system.append(bw.SystemBlock(cachePoint=CACHE_POINT))
+        if tools is not None:
+            tools.tools.append(bw.BTool(cachePoint=CACHE_POINT))
     config = bw.InferenceConfig(maxTokens=req.max_completion_tokens or req.max_tokens or default_max_tokens,
                                 temperature=req.temperature, topP=req.top_p, stopSequences=req.stop_list)
     return bw.ConverseRequest(messages=messages, system=system or None,
                               inferenceConfig=config if config != bw.InferenceConfig() else None,
-                              toolConfig=_tool_config(req))
+                              toolConfig=tools)
 
 
 def from_converse(resp: bw.ConverseResponse, model: str) -> tuple[ChatCompletion, TokenUsage]:
@@ -179,9 +189,9 @@ def chat_id() -> str:
     return f"chatcmpl-{os.urandom(12).hex()}"  # Converse answers carry no id
 
 
-def default_max_tokens(out: Outgoing) -> int | None:
+def _spec(out: Outgoing) -> BedrockProvider | None:
     spec = out.provider.spec if out.provider is not None else None
-    return spec.default_max_tokens if isinstance(spec, BedrockProvider) else None
+    return spec if isinstance(spec, BedrockProvider) else None
 
 
 class OpenAIToBedrock:
@@ -189,7 +199,9 @@ class OpenAIToBedrock:
         if out.endpoint != "chat/completions":
             raise InvalidRequest(f"/v1/{out.endpoint} cannot be served by a Bedrock provider",
                                  code="unsupported_endpoint")
-        req = to_converse(decode_chat(out.body), default_max_tokens(out))
+        spec = _spec(out)
+        req = to_converse(decode_chat(out.body), spec.default_max_tokens if spec else None,
+                          spec.prompt_cache if spec else False)
         return ("converse-stream" if out.stream else "converse"), bw.encoder.encode(req)
 
     def response(self, body: bytes, out: Outgoing) -> tuple[bytes, TokenUsage | None]:

@@ -101,7 +101,8 @@ class ToolSpec(_S):
 
 
 class BTool(_S):
-    toolSpec: ToolSpec
+    toolSpec: ToolSpec | None = None
+    cachePoint: dict[str, Any] | None = None  # a tools entry may be a cache point instead
 
 
 class ToolConfig(_S):
