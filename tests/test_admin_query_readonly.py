@@ -155,7 +155,7 @@ def gateway(upstreams: tuple[FakeUpstream, FakeUpstream],
             time.sleep(0.1)
         before = ledger_state(gw)
         assert before["n"] == SERVED and before["usd"] == "0.000110000" and before["tables"] == [
-            ["ledger_meta"], ["parquet_outbox"], ["usage"], ["usage_daily"]]
+            ["credits"], ["ledger_meta"], ["parquet_outbox"], ["redemption_codes"], ["usage"], ["usage_daily"]]
         yield gw, before
 
 

@@ -72,6 +72,7 @@ def test_top_up_is_recorded_once_and_bad_input_is_refused(gw: GatewayProcess) ->
     assert httpx.get(f"{gw.url}/admin/credits/nobody", headers=admin_headers()).status_code == 404
     shown = balance(gw, "carol")
     assert (shown["credits_usd"], shown["billing"], shown["low_balance_usd"]) == ("0.500000000", "prepaid", 1.0)
+    assert shown["low_balance"] is True  # 0.5 < low_balance_usd = 1 (its group's)
     assert len(shown["entries"]) == 1  # nothing written twice
     assert ADMIN not in gw.log() and SECRETS["carol"] not in gw.log()
 

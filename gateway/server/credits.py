@@ -115,8 +115,10 @@ async def balance(call: Call) -> None:
     doc = found.to_json()
     doc["billing"] = "prepaid" if key.prepaid is not None else "postpaid"
     if key.prepaid is not None:
+        low = key.prepaid.low_balance_usd
         doc["credit_limit_usd"] = key.prepaid.credit_limit
-        doc["low_balance_usd"] = key.prepaid.low_balance_usd
+        doc["low_balance_usd"] = low
+        doc["low_balance"] = low is not None and found.balance_usd < Decimal(str(low))
     send_json(call.proto, 200, doc)
 
 

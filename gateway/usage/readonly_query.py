@@ -42,7 +42,7 @@ from typing import Any, TypeVar
 import duckdb
 
 from .parquet import usage_view_sql
-from .schema import USAGE_DAILY, VIEWS
+from .schema import CREDITS, USAGE_DAILY, VIEWS
 
 T = TypeVar("T")
 ONLY_SELECT = "send exactly one read-only statement (SELECT, WITH ... SELECT, FROM ..., VALUES, DESCRIBE)"
@@ -184,6 +184,7 @@ class ParquetLedger:
         self.con.execute("SET enable_external_access = false")
         self.con.execute(usage_view_sql(directory))
         self.con.execute(USAGE_DAILY)
+        self.con.execute(CREDITS)  # empty: credits live in each node's DuckDB; the views need them
         self.con.execute(VIEWS)
         self.con.execute("SET lock_configuration = true")
 
