@@ -13,7 +13,7 @@ from ..billing.setup import make_limiter
 from ..config.reload import PolicyStore
 from ..providers.transport.clients import make_upstream_client
 from ..redact import redact_logs
-from ..settings import ServeSettings
+from ..settings_fields import SettingsFields, checked_settings
 from ..usage.credits_client import LedgerCredits
 from ..usage.ledger import Ledger
 from . import tasks
@@ -46,9 +46,9 @@ class App:
         loop.run_until_complete(self.stop())
 
     async def start(
-        self, settings: ServeSettings | None = None, recorder: Recorder | None = None
+        self, settings: SettingsFields | None = None, recorder: Recorder | None = None
     ) -> WorkerState:
-        settings = settings or ServeSettings()
+        settings = settings or checked_settings() or _read_settings()
         logging.basicConfig(
             level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
@@ -104,6 +104,13 @@ class App:
             await serve_ws(state, scope, proto)  # type: ignore[arg-type]
             return
         await serve(find(scope.method, scope.path), state, scope, proto)
+
+
+def _read_settings() -> SettingsFields:
+    """A worker that `tollgate serve` did not start reads the settings as it would have."""
+    from ..settings import ServeSettings
+
+    return ServeSettings()
 
 
 async def _nothing() -> None:

@@ -19,7 +19,7 @@ from ..providers.transport.base import UpstreamClient
 from ..redact import mask_key
 from ..routing.breaker import Breakers
 from ..routing.select import RoundRobin
-from ..settings import ServeSettings
+from ..settings_fields import SettingsFields
 from ..tasks.engine import TaskEngine
 from ..usage.record import UsageRecord
 from .disconnect import Watches
@@ -39,7 +39,7 @@ class NullRecorder:
 class WorkerState:
     def __init__(
         self,
-        settings: ServeSettings,
+        settings: SettingsFields,
         store: PolicyStore,
         client: UpstreamClient,
         recorder: Recorder | None = None,

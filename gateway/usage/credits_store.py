@@ -17,9 +17,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
+if TYPE_CHECKING:  # workers import the checks below (credits_client.py) and must not load DuckDB
+    import duckdb
 
 OPS = frozenset({"credit_add", "credit_list", "credit_total", "codes_add", "redeem"})
 KINDS = ("topup", "redeem", "adjust", "refund")
@@ -208,6 +209,8 @@ def redeem(con: duckdb.DuckDBPyConnection, request: dict[str, Any]) -> dict[str,
 
 
 def dispatch(con: duckdb.DuckDBPyConnection, request: dict[str, Any]) -> dict[str, Any]:
+    import duckdb  # loaded already: this runs on the ledger owner's connection
+
     op = request.get("op")
     try:
         if op == "credit_add":

@@ -21,8 +21,6 @@ from ..rsgi import Scope, WebsocketProto
 from ..state import WorkerState
 from .client_secrets import CLIENT_SECRETS
 from .connect import ENDPOINT, Session, admit_session
-from .session import Relay
-from .upstream import open_upstream
 
 log = logging.getLogger("tollgate.realtime")
 PATH = "/v1/realtime"
@@ -55,6 +53,10 @@ async def serve_ws(state: WorkerState, scope: Scope, proto: WebsocketProto) -> N
     if scope.path != PATH:
         proto.close(404)
         return
+    # The relay needs the websockets library: loaded with the first session, not by every worker.
+    from .session import Relay
+    from .upstream import open_upstream
+
     snap = state.store.current
     x = Exchange(ENDPOINT)
     x.stream = True
