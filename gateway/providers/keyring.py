@@ -40,6 +40,10 @@ class KeyRing:
         self.index = {k: i for i, k in reversed(list(enumerate(self.keys)))}
         self.listener = listener
 
+    def holds(self, keys: tuple[str, ...]) -> bool:
+        """Whether this ring is the one for these keys (a keyless provider's ring holds "")."""
+        return self.keys == (keys or _KEYLESS)
+
     def rotation(self, affinity: str | None = None) -> Iterator[str]:
         """The keys to try for one request: each usable key at most once, starting one further
         on each request (round robin), or, with an affinity key, in its pinned order."""

@@ -69,7 +69,7 @@ class WorkerState:
 
     def keyring(self, provider: ProviderRuntime) -> KeyRing:
         ring = self._keyrings.get(provider.id)
-        if ring is None or ring.keys != provider.api_keys:
+        if ring is None or not ring.holds(provider.api_keys):  # a reload may change the keys
             ring = self._keyrings[provider.id] = KeyRing(provider.api_keys, self._key_listener(provider))
         return ring
 
