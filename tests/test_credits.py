@@ -120,6 +120,12 @@ def test_top_up_is_idempotent_by_reference_and_bad_amounts_are_refused(ledger: L
     history = ledger.con.execute("SELECT kind, amount_usd, credits_total_usd FROM credit_history").fetchall()
     assert history == [("topup", Decimal(10), Decimal(10)), ("adjust", Decimal(-2), Decimal(8))]
     assert ledger.con.execute("SELECT count(*) FROM credits").fetchone() == (2,)
+    ask(ledger, op="credit_add", key_id="other", usd="1")
+    swept = ask(ledger, op="credit_changes", after=1)  # keys with entries newer than entry 1
+    assert swept == {"changes": [["other", "1.000000000", 3], ["pp", "8.000000000", 2]], "seq": 3} or \
+        swept == {"changes": [["pp", "8.000000000", 2], ["other", "1.000000000", 3]], "seq": 3}
+    assert ask(ledger, op="credit_changes", after=3) == {"changes": [], "seq": 3}
+    assert ask(ledger, op="credit_changes", after=-1)["error_code"] == "invalid_after"
 
 
 def test_entries_survive_reopening_the_file(tmp_path: Path) -> None:
@@ -166,6 +172,10 @@ class Credits:
     async def credit_total(self, key_id: str) -> tuple[Decimal, int]:
         self.reads += 1
         return (self.usd, self.seq) if key_id == "pp" else (Decimal(0), 0)
+
+    async def credit_changes(self, after: int) -> tuple[list[tuple[str, Decimal, int]], int]:
+        self.reads += 1
+        return ([("pp", self.usd, self.seq)] if self.seq > after else []), self.seq
 
 
 class Spent:
@@ -217,6 +227,13 @@ def test_prepaid_reserves_settles_and_refuses_with_402(tmp_path: Path, monkeypat
         # overdraft: `od` has no credits but may go 0.5 below zero
         over = await limiter.admit(snap, od, "m", 10, 5)
         assert dict(over.headers)[BALANCE_HEADER] == "-0.004000"
+        # a top-up booked elsewhere reaches the store through the background sweep
+        monkeypatch.setattr("gateway.billing.credits.RESYNC_S", 0.0)
+        source.usd, source.seq = Decimal("2.05"), 3
+        await limiter.admit(snap, pp, "m", 10, 5)  # starts the sweep (this one uses the store's)
+        await asyncio.gather(*limiter.credits._tasks)
+        swept = await limiter.admit(snap, pp, "m", 10, 5)
+        assert dict(swept.headers)[BALANCE_HEADER] == "1.998000"
         assert (await limiter.admit(snap, post, "m", 10, 5)).headers == []  # postpaid: untouched
 
     asyncio.run(go())

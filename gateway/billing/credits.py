@@ -11,9 +11,10 @@ The credits total comes from the ledger (the truth: `credits` rows), tagged with
 newest entry it counts (`seq`); the store keeps the newest only, so answers arriving out of
 order never roll it back. It is refreshed: at a key's first request in this process; after a
 top-up or a redemption through this worker (the owner's answer carries the new total); every
-`RESYNC_S` in the background (a top-up from the CLI or another machine); and at once when a
-prepaid key would be refused (at most once a second), so a key that was just topped up is
-never refused for a stale total.
+`RESYNC_S` in the background, one ledger call per worker for all keys (the entries newer than
+the last one seen: a top-up from the CLI); and at once when a prepaid key would be refused (at
+most once a second per key), so a key that was just topped up is never refused for a stale
+total.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from .plan import NANO, Spend, credits_key
 from .store import Ask, StateStore, StateUnavailable
 
 log = logging.getLogger("tollgate.limits")
-RESYNC_S = 5.0  # background refresh of a key's credits from the ledger
+RESYNC_S = 5.0  # background sweep of the credit entries booked since the last one
 RETRY_S = 1.0  # a refused prepaid key's credits are re-read at most this often
 BALANCE_HEADER = "x-tollgate-balance-usd"
 
@@ -40,6 +41,11 @@ class CreditSource(Protocol):
 
     async def credit_total(self, key_id: str) -> tuple[Decimal, int]:
         """(sum of the key's credit entries in USD, id of its newest entry or 0)."""
+        ...
+
+    async def credit_changes(self, after: int) -> tuple[list[tuple[str, Decimal, int]], int]:
+        """(key, credits total, newest entry id) of each key with an entry newer than `after`,
+        and the newest entry id of all."""
         ...
 
 
@@ -89,15 +95,19 @@ class CreditBook:
         self._pending: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._warned = False
+        self._seen = 0  # the newest entry id the sweep has applied
+        self._swept = time.monotonic()
+        self._sweeping = False
 
     async def ensure(self, key_id: str) -> None:
         """Before admitting a prepaid key: its credits are in the store (first use: wait for
-        the ledger; stale: refresh in the background, this request uses the store's)."""
-        synced = self._synced.get(key_id)
-        if synced is None:
+        the ledger; then the background sweep keeps every key current, this request uses the
+        store's)."""
+        if key_id not in self._synced:
             await self.refresh(key_id)
-        elif time.monotonic() - synced >= RESYNC_S and key_id not in self._pending:
-            task = asyncio.get_running_loop().create_task(self._background(key_id))
+        if not self._sweeping and time.monotonic() - self._swept >= RESYNC_S and self.source is not None:
+            self._sweeping = True
+            task = asyncio.get_running_loop().create_task(self._sweep())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -137,11 +147,20 @@ class CreditBook:
             self._synced.clear()
         self._synced[key_id] = time.monotonic()
 
-    async def _background(self, key_id: str) -> None:
+    async def _sweep(self) -> None:
+        """One ledger call for the entries booked since the last sweep, whatever the number of
+        keys: each changed key's total goes into the store."""
         try:
-            await self.refresh(key_id)
-        except StateUnavailable as exc:
-            log.warning("refreshing the credits of %s failed: %s", key_id, exc)
+            assert self.source is not None
+            changes, newest = await self.source.credit_changes(self._seen)
+            for key_id, usd, seq in changes:
+                await self.apply(key_id, usd, seq)
+            self._seen = max(self._seen, newest)
+        except Exception as exc:  # the next request tries again after RESYNC_S
+            log.warning("reading new credit entries from the ledger failed: %s", exc)
+        finally:
+            self._swept = time.monotonic()
+            self._sweeping = False
 
     async def close(self) -> None:
         for task in list(self._tasks):

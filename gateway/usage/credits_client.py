@@ -98,3 +98,7 @@ class LedgerCredits:
     async def credit_total(self, key_id: str) -> tuple[Decimal, int]:
         answer = await _ask(self.ledger, {"op": "credit_total", "key_id": key_id})
         return Decimal(answer["credits"]), int(answer["seq"])
+
+    async def credit_changes(self, after: int) -> tuple[list[tuple[str, Decimal, int]], int]:
+        answer = await _ask(self.ledger, {"op": "credit_changes", "after": after})
+        return [(str(k), Decimal(t), int(s)) for k, t, s in answer["changes"]], int(answer["seq"])

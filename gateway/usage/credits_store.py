@@ -7,6 +7,7 @@ Requests of the owner's socket protocol (see owner.py):
   {"op": "credit_add", "key_id", "usd", "kind", "reference"?, "note"?, "actor"?, "revision"?}
   {"op": "credit_list", "key_id"?, "limit"?}
   {"op": "credit_total", "key_id"}      -> {"credits", "spent", "balance", "seq"}
+  {"op": "credit_changes", "after"}     -> {"changes": [[key_id, credits, seq]], "seq"}
   {"op": "codes_add", "hashes", "usd", "batch", "group"?, "expires"?, "note"?, "actor"?}
   {"op": "redeem", "code_hash", "key_id", "group"?, "actor"?, "revision"?}
 Refusals answer {"error", "error_code", "status"} (credits.md lists the codes).
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # workers import the checks below (credits_client.py) and must not load DuckDB
     import duckdb
 
-OPS = frozenset({"credit_add", "credit_list", "credit_total", "codes_add", "redeem"})
+OPS = frozenset({"credit_add", "credit_list", "credit_total", "credit_changes", "codes_add", "redeem"})
 KINDS = ("topup", "redeem", "adjust", "refund")
 MAX_USD = Decimal(1_000_000)  # one entry; a typo of a few zeros is refused, not booked
 _KEY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
@@ -95,6 +96,21 @@ def totals(con: duckdb.DuckDBPyConnection, key_id: str) -> dict[str, Any]:
     credits, seq, spent = Decimal(row[0]), int(row[1]), Decimal(row[2])
     return {"key_id": key_id, "credits": f"{credits:f}", "spent": f"{spent:f}",
             "balance": f"{credits - spent:f}", "seq": seq}
+
+
+def changes(con: duckdb.DuckDBPyConnection, request: dict[str, Any]) -> dict[str, Any]:
+    """The credit totals of the keys with an entry newer than `after` (the limiters' sweep)."""
+    after = request.get("after")
+    if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+        raise CreditError("invalid_after", "after must be an entry id (an integer >= 0)")
+    rows = con.execute(
+        """SELECT key_id, sum(amount_usd), max(id) FROM credits
+           WHERE key_id IN (SELECT DISTINCT key_id FROM credits WHERE id > ?) GROUP BY key_id""",
+        [after],
+    ).fetchall()
+    newest = con.execute("SELECT coalesce(max(id), 0) FROM credits").fetchone()
+    assert newest is not None
+    return {"changes": [[k, f"{Decimal(t):f}", int(s)] for k, t, s in rows], "seq": int(newest[0])}
 
 
 def _by_reference(con: duckdb.DuckDBPyConnection, reference: str) -> dict[str, Any] | None:
@@ -219,6 +235,8 @@ def dispatch(con: duckdb.DuckDBPyConnection, request: dict[str, Any]) -> dict[st
             return list_credits(con, request)
         if op == "credit_total":
             return totals(con, check_key_id(request.get("key_id")))
+        if op == "credit_changes":
+            return changes(con, request)
         if op == "codes_add":
             return add_codes(con, request)
         if op == "redeem":
