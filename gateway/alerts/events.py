@@ -34,11 +34,13 @@ class Event:
         """The event as alerts see it: its fields, `event`, `at` (ISO 8601) and `summary`."""
         doc = {f: self.fields.get(f) for f in EVENT_FIELDS[self.name]}
         doc.update(event=self.name, at=datetime.fromtimestamp(self.at, UTC).isoformat())
-        doc["summary"] = SUMMARIES[self.name].format_map(_Blank(doc))
+        doc["summary"] = SUMMARIES[self.name].format_map(Placeholders(doc))
         return doc
 
 
-class _Blank(dict[str, Any]):
+class Placeholders(dict[str, Any]):
+    """A template's values: a field the event lacks reads as `?` rather than failing."""
+
     def __missing__(self, key: str) -> str:
         return "?"
 

@@ -18,7 +18,7 @@ from ..config.alerts import AlertRuntime
 from ..config.types import Timeouts
 from ..providers.transport.base import UpstreamClient, UpstreamConnectError, UpstreamTimeout
 from ..redact import Redactor
-from .events import Event, _Blank
+from .events import Event, Placeholders
 from .log import AlertLog
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -27,7 +27,7 @@ _RETRIED = frozenset({408, 425, 429})
 
 def render(alert: AlertRuntime, event: Event) -> bytes:
     doc = event.document()
-    text = alert.text.format_map(_Blank(doc)) if alert.text else str(doc["summary"])
+    text = alert.text.format_map(Placeholders(doc)) if alert.text else str(doc["summary"])
     if alert.format == "slack":
         return msgspec.json.encode({"text": text})
     return msgspec.json.encode({"alert": alert.id, **doc, "text": text})
