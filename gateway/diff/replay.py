@@ -91,7 +91,7 @@ def price_table(old: Snapshot, new: Snapshot, has_task_id: bool = True) -> Price
 
 def replay(old: Snapshot, new: Snapshot, query: Query, days: int, now: datetime | None = None) -> Replay:
     now = now or datetime.now(UTC)
-    since = (now - timedelta(days=days)).isoformat()
+    since = (now - timedelta(days=days)).isoformat(timespec="seconds")
     columns = query("SELECT * FROM usage LIMIT 0")["columns"]
     table = price_table(old, new, has_task_id="task_id" in columns)
     result = Replay(days=days, since=since, total=Money(), by_key={}, by_group={}, by_model={},
