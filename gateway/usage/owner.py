@@ -3,7 +3,8 @@ the OS when that process dies). The holder owns the DuckDB file, ingests every p
 and answers queries for all of them on a Unix socket; the others retry the lock now and then.
 
 Protocol on the socket: one JSON request line, one JSON answer line.
-  {"op": "query", "sql": ...}  {"op": "export", "out": ..., "format": ..., "sql": ...}
+  {"op": "query", "sql": ...}  {"op": "export", "out": ..., "format": ..., "sql": ..., "params": [...]}
+  {"op": "queries", "queries": [{"sql": ..., "params": [...]}, ...]}  (the console's fixed SQL)
   {"op": "spend", "kind": "key"|"group", "ident": ..., "since": ISO-8601}
   credit_add, credit_list, credit_total, codes_add, redeem: see credits_store.py (each write is
   committed and checkpointed before the answer)
