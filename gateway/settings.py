@@ -12,7 +12,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from .settings_fields import CONFIG_ENV, ENV_FILE_ENV, SETTINGS_JSON_ENV, SettingsFields
+from .settings_fields import SettingsFields
+from .worker_settings import CONFIG_ENV, ENV_FILE_ENV, SETTINGS_JSON_ENV
 
 __all__ = ["CONFIG_ENV", "ENV_FILE_ENV", "SETTINGS_JSON_ENV", "ServeSettings", "SettingsFields"]
 
@@ -38,7 +39,7 @@ class ServeSettings(BaseSettings, SettingsFields):  # the fields: settings_field
 
     def to_env(self) -> dict[str, str]:
         """Workers are separate processes: they take the checked settings from
-        `TOLLGATE_SETTINGS_JSON` (settings_fields.checked_settings); the one-per-setting variables
+        `TOLLGATE_SETTINGS_JSON` (worker_settings.py); the one-per-setting variables
         serve the other processes (the ledger owner, commands) and people reading the environment."""
         env = {
             f"TOLLGATE_{name.upper()}": str(value)

@@ -1,23 +1,18 @@
 """The process settings' fields and their checks, as a plain pydantic model.
 
 `ServeSettings` (settings.py) adds where they come from (flags, `TOLLGATE_*` environment, a
-settings file) with pydantic-settings. A worker does not need that: `tollgate serve` has read
-and checked them once, and hands them down as one JSON document in `TOLLGATE_SETTINGS_JSON`, which
-`checked_settings` validates into this model (pydantic-settings stays out of every worker's
-memory: ~8 MB each, benchmarks/README.md)."""
+settings file) with pydantic-settings. A worker needs neither: `tollgate serve` reads and checks
+them once and hands them down as one JSON document in `TOLLGATE_SETTINGS_JSON`, which the worker
+decodes with msgspec into `WorkerSettings` (worker_settings.py: the same fields, typed; a test
+keeps the two alike)."""
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-CONFIG_ENV = "TOLLGATE_CONFIG"  # path of an optional settings file (TOML)
-ENV_FILE_ENV = "TOLLGATE_ENV_FILE"  # the `env_file` setting, as workers and the bundle loader read it
-SETTINGS_JSON_ENV = "TOLLGATE_SETTINGS_JSON"  # the checked settings, from `tollgate serve` to its workers
 
 
 class SettingsFields(BaseModel):
@@ -92,9 +87,3 @@ class SettingsFields(BaseModel):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
-
-
-def checked_settings() -> SettingsFields | None:
-    """The settings `tollgate serve` checked and handed down, if this process was started by it."""
-    checked = os.environ.get(SETTINGS_JSON_ENV)
-    return SettingsFields.model_validate_json(checked) if checked else None

@@ -22,7 +22,7 @@ GATEWAY = Path(__file__).resolve().parent.parent / "gateway"
 # Bottom to top. A unit is a package under gateway/ or a top-level module; it may import itself
 # and the units of the layers below, never a unit of its own layer or of a layer above.
 LAYERS: list[tuple[str, ...]] = [
-    ("gateway", "core", "errors", "redact", "settings_fields"),  # the ground floor: imports nothing of ours
+    ("gateway", "core", "errors", "redact", "settings_fields", "worker_settings"),  # the ground floor: imports nothing of ours
     ("settings",),  # where the settings come from (pydantic-settings): flags, environment, a file
     ("policy",),  # CEL rules and their facts
     ("config",),  # the bundle -> a frozen Snapshot (compiles policy's rules)

@@ -19,7 +19,7 @@ print(json.dumps(sorted(sys.modules)))
 """
 # Loaded on first use only: by the ledger owner, another --transport, a Realtime session, the
 # console, a Bedrock or Vertex provider, the Redis store, the serve command's settings check.
-WORKER_MUST_NOT_LOAD = ("duckdb", "aiohttp", "httpx", "websockets", "jinja2", "botocore", "google.auth",
+WORKER_MUST_NOT_LOAD = ("duckdb", "aiohttp", "httpx", "websockets", "jinja2", "botocore", "google.auth", "pydantic",
                         "redis", "pydantic_settings", "rich", "requests")
 
 
@@ -39,3 +39,17 @@ def test_the_supervisor_loads_the_standard_library_and_granian() -> None:
     assert {m for m in modules if m.startswith("gateway.")} <= {"gateway.serve", "gateway.serve.run",
                                                                 "gateway.usage", "gateway.usage.lock"}
     assert not {"pydantic", "msgspec", "celpy", "lark", "duckdb", "watchfiles"} & {m.split(".")[0] for m in modules}
+
+
+def test_the_workers_settings_mirror_the_checked_fields() -> None:
+    """worker_settings.py names every field of settings_fields.py with the same type."""
+    import typing
+
+    from gateway.settings import ServeSettings
+    from gateway.settings_fields import SettingsFields
+    from gateway.worker_settings import WorkerSettings, from_json
+
+    declared = {name: field.annotation for name, field in SettingsFields.model_fields.items()}
+    assert typing.get_type_hints(WorkerSettings) == declared
+    settings = ServeSettings(port=9999, usage_parquet_dir="/tmp/x", node_id="n1")
+    assert from_json(settings.model_dump_json()) == WorkerSettings(**dict(settings))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from ..config.snapshot import Snapshot
-from ..settings_fields import SettingsFields
+from ..worker_settings import WorkerSettings
 from .credits import CreditSource
 from .limiter import EnforcingLimiter, SpendSource
 from .plan import declares_limits
@@ -14,7 +14,7 @@ from .store import MemoryStore, StateStore, StateUnavailable
 log = logging.getLogger("tollgate.limits")
 
 
-async def make_limiter(settings: SettingsFields, spend_source: SpendSource | None = None,
+async def make_limiter(settings: WorkerSettings, spend_source: SpendSource | None = None,
                        credit_source: CreditSource | None = None) -> EnforcingLimiter:
     store: StateStore
     if settings.state_store == "redis":
@@ -34,7 +34,7 @@ async def make_limiter(settings: SettingsFields, spend_source: SpendSource | Non
                             credit_source=credit_source)
 
 
-def workers_problem(settings: SettingsFields, snapshot: Snapshot) -> str | None:
+def workers_problem(settings: WorkerSettings, snapshot: Snapshot) -> str | None:
     """Several workers with per-process counters would multiply every limit: refuse to start."""
     if settings.workers <= 1 or settings.state_store != "memory" or not declares_limits(snapshot):
         return None
@@ -46,7 +46,7 @@ def workers_problem(settings: SettingsFields, snapshot: Snapshot) -> str | None:
     )
 
 
-def redis_url_problem(settings: SettingsFields) -> str | None:
+def redis_url_problem(settings: WorkerSettings) -> str | None:
     """A redis_url the client cannot use fails every worker at start: say so once, plainly."""
     if settings.state_store != "redis":
         return None

@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..settings_fields import ENV_FILE_ENV
+from ..worker_settings import ENV_FILE_ENV
 from .compile import compile_bundle
 from .envsubst import EnvFileError, read_env_file
 from .load import read_bundle

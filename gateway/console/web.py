@@ -10,7 +10,7 @@ from ..config.reload import PolicyStore
 from ..ops.health import HealthStats
 from ..providers.keyring import KeyRing
 from ..routing.breaker import Breakers
-from ..settings_fields import SettingsFields
+from ..worker_settings import WorkerSettings
 
 
 class Headers(Protocol):
@@ -36,7 +36,7 @@ class Proto(Protocol):
 class Worker(Protocol):
     """The serving worker's live state (server/state.py's WorkerState)."""
 
-    settings: SettingsFields
+    settings: WorkerSettings
     store: PolicyStore
     breakers: Breakers
     counters: dict[tuple[str, int], int]

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from ..billing.setup import redis_url_problem, workers_problem
 from ..config import BundleError, load_snapshot
 from ..settings import CONFIG_ENV, ServeSettings
+from ..worker_settings import as_worker_settings
 from .connections import granian_options, plan_connections
 
 
@@ -91,7 +92,8 @@ def serve_command(args: argparse.Namespace) -> int:
     except BundleError as exc:
         print(f"cannot start: the policy bundle is invalid\n{exc}", file=sys.stderr)
         return 1
-    problem = (workers_problem(settings, snapshot) or redis_url_problem(settings)
+    checked = as_worker_settings(settings)  # as the workers will hold them
+    problem = (workers_problem(checked, snapshot) or redis_url_problem(checked)
                or listen_problem(settings.host, settings.port))
     if problem:
         print(problem, file=sys.stderr)

@@ -13,9 +13,9 @@ from ..billing.setup import make_limiter
 from ..config.reload import PolicyStore
 from ..providers.transport.clients import make_upstream_client
 from ..redact import redact_logs
-from ..settings_fields import SettingsFields, checked_settings
 from ..usage.credits_client import LedgerCredits
 from ..usage.ledger import Ledger
+from ..worker_settings import Dumps, WorkerSettings, as_worker_settings, checked_settings
 from . import tasks
 from .envelope import serve
 from .intake import stop_deadlines
@@ -46,9 +46,9 @@ class App:
         loop.run_until_complete(self.stop())
 
     async def start(
-        self, settings: SettingsFields | None = None, recorder: Recorder | None = None
+        self, settings: WorkerSettings | Dumps | None = None, recorder: Recorder | None = None
     ) -> WorkerState:
-        settings = settings or checked_settings() or _read_settings()
+        settings = as_worker_settings(settings) if settings else checked_settings() or _read_settings()
         logging.basicConfig(
             level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
@@ -106,11 +106,11 @@ class App:
         await serve(find(scope.method, scope.path), state, scope, proto)
 
 
-def _read_settings() -> SettingsFields:
+def _read_settings() -> WorkerSettings:
     """A worker that `tollgate serve` did not start reads the settings as it would have."""
     from ..settings import ServeSettings
 
-    return ServeSettings()
+    return as_worker_settings(ServeSettings())
 
 
 async def _nothing() -> None:

@@ -19,9 +19,9 @@ from ..providers.transport.base import UpstreamClient
 from ..redact import mask_key
 from ..routing.breaker import Breakers
 from ..routing.select import RoundRobin
-from ..settings_fields import SettingsFields
 from ..tasks.engine import TaskEngine
 from ..usage.record import UsageRecord
+from ..worker_settings import WorkerSettings
 from .disconnect import Watches
 
 log = logging.getLogger("tollgate")
@@ -39,7 +39,7 @@ class NullRecorder:
 class WorkerState:
     def __init__(
         self,
-        settings: SettingsFields,
+        settings: WorkerSettings,
         store: PolicyStore,
         client: UpstreamClient,
         recorder: Recorder | None = None,
