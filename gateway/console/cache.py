@@ -37,10 +37,21 @@ class PageCache:
         try:
             context = await asyncio.shield(future)
         finally:
-            self._pending.pop(key, None)
+            current = self._pending.get(key)
+            if current is future:
+                del self._pending[key]
+        if current is not future:  # dropped while computing (a redemption): not kept, maybe stale
+            return context
         # timed from the end: a computation slower than the TTL (a loaded box) is still reused
         self._entries[key] = (time.monotonic(), context)
         self._entries.move_to_end(key)
         while len(self._entries) > MAX_ENTRIES:
             self._entries.popitem(last=False)
         return context
+
+    def drop(self, page: str, subject: str) -> None:
+        """Forget `page`'s figures for `subject` (every filter, every revision), including one being
+        computed: a key's view after it redeemed a code shows the new balance at once."""
+        for key in [k for k in (*self._entries, *self._pending) if k[:2] == (page, subject)]:
+            self._entries.pop(key, None)
+            self._pending.pop(key, None)

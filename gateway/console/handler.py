@@ -14,13 +14,13 @@ from pathlib import Path
 import msgspec
 
 from ..config.snapshot import KeyRuntime, Snapshot
-from . import filters, ledger, pages, queries, respond, static
+from . import filters, ledger, pages, queries, redeem, respond, static
 from .cache import PageCache
 from .filters import BadParameter
 from .ledger import LedgerError
 from .live import Live
 from .render import page
-from .request import Refused, Request, cookie_value, read_form, usable
+from .request import Refused, Request, client_ip, cookie_value, read_form, same_origin, usable
 from .session import COOKIE, Session, Signer, load_secret, same
 from .signin import SignIn
 from .web import Proto, Scope, Worker
@@ -88,6 +88,9 @@ class Console:
         if rest == "logout" and method == "POST":
             await self.logout(request)
             return
+        if rest == "me/redeem" and method == "POST":
+            await self.redeem_code(request, signer)
+            return
         if method not in ("GET", "HEAD"):
             raise Refused(405, "Method not allowed", f"{method} is not allowed here")
         session = self._live_session(request)
@@ -112,7 +115,10 @@ class Console:
             respond.redirect(request.proto, f"{PREFIX}me")
         elif rest == "me":
             key = request.snap.keys_by_id[session.subject]
-            await self._key_view(request, key)
+            signer = self.signer(request.worker)
+            outcome = redeem.read_flash(signer, cookie_value(request.scope, redeem.FLASH_COOKIE), key.id)
+            gone = [respond.cookie(redeem.FLASH_COOKIE, "", 0, request.secure)] if outcome else []
+            await self._key_view(request, key, outcome, gone)
         elif rest in self._admin or rest.startswith("keys/"):
             raise Refused(403, "Forbidden", "this page is for operators: sign in with an admin key")
         else:
@@ -166,14 +172,38 @@ class Console:
             raise Refused(404, "Not found", "no key with this id in the live bundle")
         await self._key_view(request, key)
 
-    async def _key_view(self, request: Request, key: KeyRuntime) -> None:
+    async def _key_view(self, request: Request, key: KeyRuntime, redeemed: redeem.Outcome | None = None,
+                        extra: respond.Headers | None = None) -> None:
         f = filters.parse(request.scope.query_string, frozenset({"range", "since", "until", "bucket"}))
         cache_key = ("key", key.id, request.snap.revision, request.scope.query_string)
         figures = self.cache.get(cache_key, lambda: pages.key_view(request.worker, request.snap, key, f))
         context = dict(await figures)
         host = str(request.scope.headers.get("host") or "127.0.0.1")
         context["base_url"] = f"{'https' if request.secure else 'http'}://{host}"
-        self._page(request, "key.html", context)
+        context["redeemed"] = redeemed
+        self._page(request, "key.html", context, extra)
+
+    async def redeem_code(self, request: Request, signer: Signer) -> None:
+        """A key holder's form: redeem a code onto the signed-in key, then back to its view with
+        the outcome (credited amount and new balance, or why not)."""
+        session = self._live_session(request)
+        if session is None:
+            respond.redirect(request.proto, f"{PREFIX}login")
+            return
+        if session.role != "key":
+            raise Refused(403, "Forbidden", "codes are redeemed onto a client key: sign in with it")
+        form = await read_form(request)
+        if not same(form.get("csrf", ""), session.csrf) or not same_origin(request):
+            raise Refused(403, "Forbidden", "the form was not sent from this console; reload and try again")
+        key = request.snap.keys_by_id[session.subject]
+        if not key.allows_ip(client_ip(request)):
+            raise Refused(403, "Forbidden", "this key may not be used from this address")
+        outcome = await redeem.redeem(request.worker, request.snap, key, form.get("code", ""))
+        if outcome.ok:
+            self.cache.drop("key", key.id)  # the view's balance shows the credit at once
+        shown = redeem.flash(signer, outcome)
+        respond.redirect(request.proto, f"{PREFIX}me",
+                         [respond.cookie(redeem.FLASH_COOKIE, shown, redeem.FLASH_S, request.secure)])
 
     async def logout(self, request: Request) -> None:
         form = await read_form(request)
@@ -183,8 +213,9 @@ class Console:
         gone = respond.cookie(COOKIE, "", 0, request.secure)
         respond.redirect(request.proto, f"{PREFIX}login", [gone])
 
-    def _page(self, request: Request, template: str, context: dict[str, object]) -> None:
-        respond.html(request.proto, 200, page(template, session=request.session, **context))
+    def _page(self, request: Request, template: str, context: dict[str, object],
+              extra: respond.Headers | None = None) -> None:
+        respond.html(request.proto, 200, page(template, session=request.session, **context), extra)
 
     def _error(self, proto: Proto, exc: Refused, session: Session | None = None) -> None:
         respond.html(proto, exc.status, page("error.html", session=session, status=exc.status,

@@ -22,7 +22,7 @@ async def overview(worker: Worker, snap: Snapshot, f: Filter) -> dict[str, Any]:
     plan = budgets.plan(snap, keys, now.timestamp())
     batch = [queries.series(f), queries.top(f, "key"), queries.top(f, "model"), queries.providers(f),
              queries.totals(f), queries.last_errors(f), queries.last_minute(now), queries.has_balances(),
-             budgets.spend_query(plan)]
+             budgets.spend_query(plan), queries.has_tasks()]
     r = await run(Path(worker.settings.data_dir), batch)
     rows = int(r[4].dicts()[0]["requests"] or 0)
     latency = (await run(Path(worker.settings.data_dir), [queries.latency(f, rows)]))[0].dicts()
@@ -36,7 +36,7 @@ async def overview(worker: Worker, snap: Snapshot, f: Filter) -> dict[str, Any]:
         "sampled": bool(queries.sample_for(rows)),
         "limits": sorted(lines, key=lambda line: -line.fraction)[:30],
         "near": [line for line in lines if line.near],
-        "balances": await _balances(worker, r[7], None),
+        **await _extras(worker, f, r[7], r[9], None),
     }
 
 
@@ -63,7 +63,7 @@ async def key_view(worker: Worker, snap: Snapshot, key: KeyRuntime, f: Filter) -
     plan = budgets.plan(snap, [key], now.timestamp())
     recent = Filter(since=f.since, until=f.until, range=f.range, key=key.id, limit=50)
     batch = [queries.series(_by_model(f)), queries.rows(recent), queries.last_minute(now, key.id),
-             queries.has_balances(), queries.totals(f), budgets.spend_query(plan)]
+             queries.has_balances(), queries.totals(f), budgets.spend_query(plan), queries.has_tasks()]
     r = await run(Path(worker.settings.data_dir), batch)
     series = r[0].dicts()
     totals = r[4].dicts()[0]
@@ -74,7 +74,7 @@ async def key_view(worker: Worker, snap: Snapshot, key: KeyRuntime, f: Filter) -
                    charts.pivot(f, series, "tokens", "Tokens by model", "tokens")],
         "recent": r[1].dicts(), "totals": totals, "limits": lines,
         "models": models(snap, key),
-        "balances": await _balances(worker, r[3], key.id),
+        **await _extras(worker, f, r[3], r[6], key.id),
     }
 
 
@@ -100,9 +100,12 @@ def models(snap: Snapshot, key: KeyRuntime) -> list[dict[str, Any]]:
     return out
 
 
-async def _balances(worker: Worker, exists: Result, key: str | None) -> list[dict[str, Any]] | None:
-    """Prepaid balances, when the ledger has the `balances` view (prepaid credits); else None."""
-    if not exists.scalar():
-        return None
-    r = await run(Path(worker.settings.data_dir), [(BALANCE_SQL, [key])])
-    return r[0].dicts()
+async def _extras(worker: Worker, f: Filter, has_balances: Result, has_tasks: Result,
+                  key: str | None) -> dict[str, Any]:
+    """Prepaid balances and recent tasks, in one more batch, from the views the ledger has:
+    `balances` (prepaid credits) and `tasks`; None for a view it lacks (an older ledger)."""
+    batch = ([(BALANCE_SQL, [key])] if has_balances.scalar() else []) + (
+        [queries.tasks(f, key)] if has_tasks.scalar() else [])
+    r = iter(await run(Path(worker.settings.data_dir), batch)) if batch else iter(())
+    return {"balances": next(r).dicts() if has_balances.scalar() else None,
+            "tasks": next(r).dicts() if has_tasks.scalar() else None}

@@ -138,3 +138,19 @@ def export(f: Filter) -> Query:
 def has_balances() -> Query:
     """Whether the ledger has the prepaid-credits `balances` view (added with credits)."""
     return ("SELECT count(*) FROM duckdb_views() WHERE view_name = 'balances' AND NOT internal", [])
+
+
+def has_tasks() -> Query:
+    """Whether the ledger has the `tasks` view (asynchronous tasks: videos, Suno, Midjourney)."""
+    return ("SELECT count(*) FROM duckdb_views() WHERE view_name = 'tasks' AND NOT internal", [])
+
+
+def tasks(f: Filter, key: str | None, limit: int = 20) -> Query:
+    """The newest tasks submitted in the filter's range (of one key, or all): status, duration and
+    cost from the `tasks` view (usage/schema.py: a task's submit, refund and end rows)."""
+    sql = """SELECT task_id, key_id, endpoint, coalesce(served_model, requested_model) AS model, provider,
+  status, submitted_at, finished_at, duration_s, charged_usd::DOUBLE AS charged,
+  refunded_usd::DOUBLE AS refunded, cost_usd::DOUBLE AS cost
+FROM tasks WHERE submitted_at >= $1 AND submitted_at < $2 AND ($3::VARCHAR IS NULL OR key_id = $3)
+ORDER BY submitted_at DESC, task_id LIMIT $4"""
+    return sql, [f.since.isoformat(), f.until.isoformat(), key, limit]

@@ -66,6 +66,14 @@ def cookie_value(scope: Scope, name: str) -> str | None:
     return None
 
 
+def same_origin(request: Request) -> bool:
+    """A browser names the page that posted a form; it must be this host (no `Origin`: a client
+    that is not a browser, or an old one; `null`: refused)."""
+    origin = request.scope.headers.get("origin")
+    if not origin or origin == "null":
+        return origin is None
+    host = str(request.scope.headers.get("host") or "")
+    return str(origin).split("://", 1)[-1] == host
 
 
 def client_ip(request: Request) -> str:

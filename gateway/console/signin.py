@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from . import respond
 from .render import page
-from .request import Request, client_ip, cookie_value, read_form, usable
+from .request import Request, client_ip, cookie_value, read_form, same_origin, usable
 from .session import COOKIE, PRE_COOKIE, Role, Signer, same
 
 WRONG_KEY = "This key cannot sign in to the console. Check it and try again."
@@ -29,7 +29,7 @@ class SignIn:
         request = self.request
         form = await read_form(request)
         nonce = self.signer.pre_nonce(cookie_value(request.scope, PRE_COOKIE))
-        if nonce is None or not same(form.get("csrf", ""), nonce) or not self._same_origin():
+        if nonce is None or not same(form.get("csrf", ""), nonce) or not same_origin(request):
             await self.form("The sign-in form expired or came from another site. Try again.", 403)
             return
         who = self._identify(form.get("key", "").strip())
@@ -54,11 +54,3 @@ class SignIn:
         if key is not None and usable(key) and key.allows_ip(client_ip(self.request)):
             return "key", key.id
         return None
-
-    def _same_origin(self) -> bool:
-        """A browser names the page that posted the form; it must be this host."""
-        origin = self.request.scope.headers.get("origin")
-        if not origin or origin == "null":
-            return origin is None
-        host = str(self.request.scope.headers.get("host") or "")
-        return str(origin).split("://", 1)[-1] == host

@@ -42,4 +42,10 @@ class Worker(Protocol):
     counters: dict[tuple[str, int], int]
     health: HealthStats  # per provider key: in flight, outcomes (ops/health.py)
 
+    @property
+    def recorder(self) -> object: ...  # the usage ledger (usage/ledger.py): a redemption asks its owner
+
+    @property
+    def limiter(self) -> object: ...  # its credit book and redemption attempt rate (billing/credits.py)
+
     def keyrings(self) -> dict[str, KeyRing]: ...

@@ -16,13 +16,18 @@ from urllib.parse import unquote
 
 import msgspec
 
-from ..billing.credits import CreditBook, redeem_attempt
-from ..billing.limiter import EnforcingLimiter
-from ..billing.store import StateUnavailable
 from ..errors import ClientError, GatewayError, InvalidRequest, NotFound, RateLimited, UpstreamError
 from ..providers.wire.head import TOO_DEEP
 from ..usage.client import LedgerUnavailable
-from ..usage.credits_client import Asker, CreditRefused, add_credit, key_balance, redeem_code
+from ..usage.credits_client import (
+    Asker,
+    CreditRefused,
+    add_credit,
+    credit_book,
+    key_balance,
+    ledger_of,
+    redeem_for_key,
+)
 from .auth import authenticate, authenticate_admin, presented_key
 from .envelope import Call
 from .http import client_ip, json_body, send_json
@@ -45,15 +50,11 @@ class _Redeem(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def _ledger(state: WorkerState) -> Asker:
-    ask = getattr(state.recorder, "ask", None)
-    if ask is None:
+    ledger = ledger_of(state.recorder)
+    if ledger is None:
         raise UpstreamError("the usage ledger is not enabled on this gateway", status=503,
                             code="ledger_unavailable")
-    return state.recorder  # type: ignore[return-value]  # the Ledger (it has `ask`)
-
-
-def _book(state: WorkerState) -> CreditBook | None:
-    return state.limiter.credits if isinstance(state.limiter, EnforcingLimiter) else None
+    return ledger
 
 
 def _refused(exc: CreditRefused | LedgerUnavailable) -> GatewayError:
@@ -76,7 +77,7 @@ async def _decode(call: Call, kind: type[Any], shape: str) -> Any:
 
 async def _apply(state: WorkerState, answer: dict[str, Any]) -> None:
     """The key's new credits total into the limiter's store (all workers see it via Redis)."""
-    book = _book(state)
+    book = credit_book(state.limiter)
     if book is not None:
         await book.apply(str(answer["key_id"]), Decimal(answer["credits"]), int(answer["seq"]))
 
@@ -125,25 +126,16 @@ async def balance(call: Call) -> None:
 async def redeem(call: Call) -> None:
     key = authenticate(call.snap, presented_key(call.scope),
                        client_ip(call.scope, call.state.settings.trust_forwarded))
-    book = _book(call.state)
-    if book is not None:
-        try:
-            retry_ms = await redeem_attempt(book.store, key.id)
-        except StateUnavailable as exc:
-            raise UpstreamError(f"cannot count redemption attempts ({exc}); try again shortly", status=503,
-                                code="limits_unavailable") from None
-        if retry_ms is not None:
-            raise RateLimited(f"too many redemption attempts for key {key.id}; try again in "
-                              f"{max(1, retry_ms // 1000)} s", code="too_many_redemptions",
-                              headers=(("retry-after", str(max(1, -(-retry_ms // 1000)))),))
     body = await _decode(call, _Redeem, '{"code": "TG-XXXX-XXXX-XXXX-XXXX-XX"}')
-    try:
-        answer = await redeem_code(_ledger(call.state), body.code, key_id=key.id,
-                                   group=key.group.id if key.group else None, actor=key.id,
-                                   revision=call.snap.revision)
-    except (CreditRefused, LedgerUnavailable) as exc:
+    try:  # the attempt limit, the owner's redemption, the limiter's new total (shared with the console)
+        answer = await redeem_for_key(ledger_of(call.state.recorder), credit_book(call.state.limiter),
+                                      body.code, key_id=key.id, group=key.group.id if key.group else None,
+                                      revision=call.snap.revision)
+    except CreditRefused as exc:
+        if exc.retry_after_s is not None:
+            raise RateLimited(exc.message, code=exc.code,
+                              headers=(("retry-after", str(exc.retry_after_s)),)) from None
         raise _refused(exc) from None
-    await _apply(call.state, answer)
     doc = _summary(answer)
     doc["redeemed_usd"] = answer["entry"]["amount_usd"]
     send_json(call.proto, 200, doc)

@@ -3,8 +3,13 @@
     balance = await key_balance(ledger, "team-a")       # KeyBalance: credits, spent, balance, history
     answer = await add_credit(ledger, "team-a", "10", note="invoice 42", reference="inv-42", actor="ops")
     answer = await redeem_code(ledger, "TG-...", key_id="team-a", group="pro", actor="team-a")
+    answer = await redeem_for_key(ledger_of(state.recorder), credit_book(state.limiter), "TG-...",
+                                  key_id="team-a", group="pro", revision=snap.revision)
 
-Each raises `CreditRefused` (a clear refusal: `code`, `status`, message) or `LedgerUnavailable`.
+`redeem_for_key` is a client key's whole redemption (POST /v1/dashboard/redeem and the console's
+key-holder view): the per-key attempt limit, the owner's check and insert, the new credits total
+into the limiter's store. Each raises `CreditRefused` (a clear refusal: `code`, `status`,
+message) or `LedgerUnavailable` (`redeem_for_key`: only `CreditRefused`).
 `LedgerCredits` is what the limiter reads a prepaid key's credits through (billing/credits.py).
 """
 
@@ -12,16 +17,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
+from ..billing.credits import CreditBook, redeem_attempt
+from ..billing.store import StateUnavailable
+from .client import LedgerUnavailable
 from .codes import BadCode, code_hash
 from .credits_store import CreditError, check_key_id, parse_usd
 
 
 class CreditRefused(Exception):
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
+    def __init__(self, code: str, message: str, status: int = 400, retry_after_s: int | None = None) -> None:
         super().__init__(message)
         self.code, self.message, self.status = code, message, status
+        self.retry_after_s = retry_after_s  # too_many_redemptions: when the next attempt is allowed
 
 
 class Asker(Protocol):
@@ -87,6 +96,45 @@ async def redeem_code(ledger: Asker, code: str, *, key_id: str, group: str | Non
         raise CreditRefused("invalid_code", str(exc), 400) from None
     return await _ask(ledger, {"op": "redeem", "code_hash": digest, "key_id": key_id, "group": group,
                                "actor": actor, "revision": revision})
+
+
+def ledger_of(recorder: object) -> Asker | None:
+    """The worker's recorder when it is the usage ledger (it has `ask`); None without a ledger."""
+    return cast("Asker", recorder) if callable(getattr(recorder, "ask", None)) else None
+
+
+def credit_book(limiter: object) -> CreditBook | None:
+    """The enforcing limiter's book of prepaid credits (billing/limiter.py); None without limits."""
+    book = getattr(limiter, "credits", None)
+    return book if isinstance(book, CreditBook) else None
+
+
+async def redeem_for_key(ledger: Asker | None, book: CreditBook | None, code: str, *, key_id: str,
+                         group: str | None, revision: str | None = None) -> dict[str, Any]:
+    """A client key redeems `code` onto itself: one attempt counted against the key's rate
+    (billing/credits.py `redeem_attempt`, shared by every worker; a typo counts too), the owner's
+    redemption, then the key's new credits total into the limiter's store so its next request can
+    spend it. The owner's answer (`entry`, `credits`, `spent`, `balance`, ...); every refusal is a
+    `CreditRefused` (`too_many_redemptions` 429 with `retry_after_s`, `limits_unavailable` and
+    `ledger_unavailable` 503, and the code's own: invalid, not found, used, expired, wrong group)."""
+    if book is not None:
+        try:
+            retry_ms = await redeem_attempt(book.store, key_id)
+        except StateUnavailable as exc:
+            raise CreditRefused("limits_unavailable", f"cannot count redemption attempts ({exc}); try again "
+                                "shortly", 503) from None
+        if retry_ms is not None:
+            raise CreditRefused("too_many_redemptions", f"too many redemption attempts for key {key_id}; try "
+                                f"again in {max(1, retry_ms // 1000)} s", 429, max(1, -(-retry_ms // 1000)))
+    if ledger is None:
+        raise CreditRefused("ledger_unavailable", "the usage ledger is not enabled on this gateway", 503)
+    try:
+        answer = await redeem_code(ledger, code, key_id=key_id, group=group, actor=key_id, revision=revision)
+    except LedgerUnavailable as exc:
+        raise CreditRefused("ledger_unavailable", f"usage ledger unavailable: {exc}", 503) from None
+    if book is not None:
+        await book.apply(str(answer["key_id"]), Decimal(answer["credits"]), int(answer["seq"]))
+    return answer
 
 
 class LedgerCredits:
