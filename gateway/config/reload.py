@@ -145,6 +145,10 @@ class PolicyStore:
                     await asyncio.wait_for(self._stop.wait(), _LINK_CHECK_MS / 1000)
                 continue
             watched = _source_dirs(self.directory, sources)
+            # Only a path that goes through a symlink (git-sync's link) can move without an event
+            # in the watched tree: only then wake every _LINK_CHECK_MS to look (an idle worker
+            # otherwise spends most of its CPU here).
+            linked = root != self.directory.absolute()
             async for changes in watchfiles.awatch(
                 root,
                 *watched,
@@ -153,8 +157,8 @@ class PolicyStore:
                 stop_event=self._stop,
                 watch_filter=_Filter(sources, root),
                 recursive=True,
-                rust_timeout=_LINK_CHECK_MS,
-                yield_on_timeout=True,  # an empty batch: time to check the path's symlinks
+                rust_timeout=_LINK_CHECK_MS if linked else 5_000,
+                yield_on_timeout=linked,  # an empty batch: time to check the path's symlinks
             ):
                 moved = self.directory.resolve() != root
                 if not changes and not moved:
