@@ -155,10 +155,7 @@ class Owner:
         listen_fd = os.dup(self._listener.fileno())
         self._server.close()
         await self._server.wait_closed()
-        if self.store is not None:
-            await self._ingest(self.store)
-            await self._call(self.store.close)
-        self._db.shutdown(wait=True)
+        await self._unload()
         os.set_inheritable(listen_fd, True)
         os.set_inheritable(self._lock_fd, True)
         return self._lock_fd, listen_fd
@@ -168,12 +165,17 @@ class Owner:
             self._server.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(socket_path(self.data_dir))
+        await self._unload()
+        os.close(self._lock_fd)  # releases the flock
+
+    async def _unload(self) -> None:
+        """A last ingest (a segment that fails stays in the spool for the next owner), then
+        DuckDB closed and its thread ended: before a close, and before an idle release."""
         if self.store is not None:
             with contextlib.suppress(Exception):
                 await self.ingest()
             await self._call(self.store.close)
         self._db.shutdown(wait=True)
-        os.close(self._lock_fd)  # releases the flock
 
 
 def _listener(data_dir: Path) -> socket.socket:
