@@ -38,6 +38,9 @@ class SettingsFields(BaseModel):
     # also the keep-alive idle timeout: what frees the slots of connections that send nothing.
     header_timeout_s: float = Field(default=10.0, gt=0, le=3600)
     keep_alive: bool = True
+    # Linux: granian's runtime threads do not preempt a worker's Python thread (SCHED_BATCH;
+    # gateway/server/threads.py): fewer context switches per request, +12-16% requests/s.
+    batch_threads: bool = True
     backlog: int = Field(default=4096, ge=128)  # the kernel caps it at net.core.somaxconn
     # A request head still incomplete at this size is refused (431): hyper's read buffer, which
     # every connection may fill before any key is checked (granian's default, ~400 KiB, let 2,000

@@ -33,6 +33,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     max_connections: int
     header_timeout_s: float
     keep_alive: bool
+    batch_threads: bool
     backlog: int
     max_header_bytes: int
     body_timeout_s: float

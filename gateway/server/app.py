@@ -26,6 +26,7 @@ from .routes import find
 from .rsgi import Proto, Scope
 from .state import Recorder, WorkerState
 from .suno.endpoints import SunoTasks
+from .threads import BatchThreads
 from .videos.adapter import VideoTasks
 
 log = logging.getLogger("tollgate")
@@ -38,11 +39,17 @@ class App:
         self.state: WorkerState | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._watch: ProviderWatch | None = None
+        self._batch: BatchThreads | None = None
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        loop.run_until_complete(self.start())
+        state = loop.run_until_complete(self.start())
+        if state.settings.batch_threads:  # only in a granian worker: its threads are granian's
+            self._batch = BatchThreads(loop)
+            self._batch.start()
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._batch is not None:
+            self._batch.stop()
         loop.run_until_complete(self.stop())
 
     async def start(
