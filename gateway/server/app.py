@@ -30,6 +30,7 @@ from .threads import BatchThreads
 from .videos.adapter import VideoTasks
 
 log = logging.getLogger("tollgate")
+GC_YOUNG_THRESHOLD = 20_000
 
 
 class App:
@@ -85,6 +86,11 @@ class App:
         # (measured: request latency's spread halves, ~3-8% more requests/s at c=16-64).
         gc.collect()
         gc.freeze()
+        # Requests in flight hold hundreds of live objects each (the collector counts
+        # allocations net of frees): at the default threshold (700), 16-64 requests in flight
+        # kept triggering young collections that walked them all. Raised: CPU per request
+        # 208 -> 199 µs (benchmark bundle, c=16, one core); cycles are still collected.
+        gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
         return self.state
 
     async def stop(self) -> None:
