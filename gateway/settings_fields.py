@@ -54,7 +54,8 @@ class SettingsFields(BaseModel):
     realtime_max_frame_bytes: int = Field(default=16 << 20, ge=1024)
     reload_debounce_ms: int = 150
     ledger: bool = True
-    # spool rotation and ingest period; rows reach DuckDB within about twice this
+    # spool rotation period, and how often the owner looks for segments to ingest (it waits for
+    # a batch of ~4 MB or 2 s, usage/owner.py; queries ingest first, so they see every row)
     ledger_interval_s: float = 0.5
     # The ledger owner lets DuckDB's memory go (~75 MB) after this long without rows to ingest or
     # queries to answer, and loads it again on the next one (~0.3 s, off the request path); 0: never.

@@ -68,7 +68,7 @@ async def run(data_dir: Path, policies: Path, interval: float, parquet: ParquetS
         if os.getppid() != parent:  # the server is gone: finish up
             stop.set()
         try:
-            await owner.ingest()
+            await owner.ingest_due()
         except Exception:
             log.exception("usage ingest failed; retrying")
         if idle_release and owner.idle_for() > idle_release and not stop.is_set():

@@ -81,7 +81,7 @@ class Ledger:
                 if not self._cut.locked():
                     self.spool.rotate()
                 if self.owner is not None:
-                    await self.owner.ingest()
+                    await self.owner.ingest_due()
                 elif tick % 4 == 0:  # the owner may have died: its lock is free again
                     await self._try_own()
             except Exception:
