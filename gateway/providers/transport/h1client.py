@@ -5,7 +5,7 @@ response it reads are h1connection.py; this module pools connections per upstrea
 Measured on this machine: the aiohttp client costs ~115 µs of CPU per proxied request, while
 granian answering a request costs ~40 µs; this client does the upstream side in a fraction of
 aiohttp's cost by doing only what a relay needs (one request write, a C parser, body chunks
-handed over as they arrive, one timer per request for the read / total timeouts).
+handed over as they arrive, the read / total timeouts checked by one sweep per event loop).
 """
 
 from __future__ import annotations
