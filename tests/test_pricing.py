@@ -168,3 +168,13 @@ def test_amounts_are_exact_decimals_not_floats(snap) -> None:  # type: ignore[no
     usage = TokenUsage(prompt_tokens=1_000_000, completion_tokens=1_000_000)
     got = cost(snap, "gpt-4o-mini", usage, 0.1)
     assert got == Decimal("0.075000000") and got.as_tuple().exponent == -9
+
+
+def test_a_reloaded_price_is_not_served_from_the_previous_bundles_rates(tmp_path: Path) -> None:
+    """Rates are resolved once per price object: a reload's new objects get their own."""
+    usage = TokenUsage(prompt_tokens=1_000_000, completion_tokens=0)
+    costs = []
+    for rate in ("1.5", "2.5"):
+        (tmp_path / "b.toml").write_text(BUNDLE.replace("input = 0.15", f"input = {rate}", 1))
+        costs.append(compute_cost(load_snapshot(tmp_path).price_for("p", "gpt-4o-mini"), usage))
+    assert costs == [Decimal("1.5"), Decimal("2.5")]

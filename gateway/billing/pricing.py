@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..config.snapshot import PriceRuntime
 from ..config.types import Price, PriceTier
@@ -55,13 +55,32 @@ def effective_rates(price: PriceRuntime, usage: TokenUsage, model: str = "") -> 
     return price.rates
 
 
-def compute_cost(price: PriceRuntime | None, usage: TokenUsage, multiplier: float = 1.0) -> Decimal | None:
-    """USD for one request, to the nano-dollar; None when the model has no price (never a
-    silent $0). Rates are USD per million tokens, plus per request / image / audio second."""
-    if price is None:
-        return None
-    base = price.rates
-    tier = effective_rates(price, usage, price.model)
+class _Rates(NamedTuple):
+    """One (tier, base) pair's rates as Decimals, the defaults applied."""
+
+    input: Decimal
+    output: Decimal
+    cached: Decimal
+    cache_write: Decimal
+    reasoning: Decimal
+    audio_input: Decimal
+    audio_output: Decimal
+    per_request: Decimal
+    per_image: Decimal
+    per_audio_second: Decimal
+
+
+# Rates resolved once per (tier, base) pair of the live bundle: the lookups and float-to-Decimal
+# conversions were ~3% of a worker's time per request (py-spy, benchmark bundle). Keyed by ids,
+# each entry keeps its two objects alive (so an id is not reused while it is cached) and is
+# checked by identity.
+_resolved: dict[tuple[int, int], tuple[object, object, _Rates]] = {}
+
+
+def _rates(tier: Price | PriceTier, base: Price) -> _Rates:
+    found = _resolved.get((id(tier), id(base)))
+    if found is not None and found[0] is tier and found[1] is base:
+        return found[2]
 
     def rate(name: str, default: Decimal = ZERO) -> Decimal:
         value: float | None = getattr(tier, name, None)  # a tier sets some rates, not all
@@ -69,27 +88,43 @@ def compute_cost(price: PriceRuntime | None, usage: TokenUsage, multiplier: floa
             value = getattr(base, name)
         return default if value is None else dec(value)
 
-    input_rate = rate("input")
-    output_rate = rate("output")
+    input_rate, output_rate = rate("input"), rate("output")
+    rates = _Rates(input_rate, output_rate, rate("cached_input", input_rate), rate("cache_write", input_rate),
+                   rate("reasoning", output_rate), rate("audio_input", input_rate),
+                   rate("audio_output", output_rate), dec(base.per_request), dec(base.per_image),
+                   dec(base.per_audio_second))
+    if len(_resolved) > 4096:  # bundles reloaded many times: start afresh
+        _resolved.clear()
+    _resolved[(id(tier), id(base))] = (tier, base, rates)
+    return rates
+
+
+def compute_cost(price: PriceRuntime | None, usage: TokenUsage, multiplier: float = 1.0) -> Decimal | None:
+    """USD for one request, to the nano-dollar; None when the model has no price (never a
+    silent $0). Rates are USD per million tokens, plus per request / image / audio second."""
+    if price is None:
+        return None
+    r = _rates(effective_rates(price, usage, price.model), price.rates)
     audio_in, audio_out = usage.audio_prompt_tokens, usage.audio_completion_tokens
     uncached = max(usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens - audio_in, 0)
     plain_out = max(usage.completion_tokens - usage.reasoning_tokens - audio_out, 0)
-    tokens = (
-        uncached * input_rate
-        + usage.cached_tokens * rate("cached_input", input_rate)
-        + usage.cache_write_tokens * rate("cache_write", input_rate)
-        + plain_out * output_rate
-        + usage.reasoning_tokens * rate("reasoning", output_rate)
-    ) / MILLION
+    # terms with no tokens are skipped: adding an exact zero changes nothing after quantize
+    tokens = uncached * r.input + plain_out * r.output
+    if usage.cached_tokens:
+        tokens += usage.cached_tokens * r.cached
+    if usage.cache_write_tokens:
+        tokens += usage.cache_write_tokens * r.cache_write
+    if usage.reasoning_tokens:
+        tokens += usage.reasoning_tokens * r.reasoning
+    tokens /= MILLION
     if audio_in or audio_out:  # Realtime API audio (each part of the totals above)
-        tokens += (audio_in * rate("audio_input", input_rate)
-                   + audio_out * rate("audio_output", output_rate)) / MILLION
-    units = (
-        dec(base.per_request)
-        + usage.images * dec(base.per_image)
-        + Decimal(repr(usage.audio_seconds)) * dec(base.per_audio_second)
-    )
-    return ((tokens + units) * dec(multiplier)).quantize(NANO)
+        tokens += (audio_in * r.audio_input + audio_out * r.audio_output) / MILLION
+    if r.per_request or r.per_image or r.per_audio_second:
+        tokens += (r.per_request + usage.images * r.per_image
+                   + Decimal(repr(usage.audio_seconds)) * r.per_audio_second)
+    if multiplier != 1.0:
+        tokens *= dec(multiplier)
+    return tokens.quantize(NANO)
 
 
 def action_cost(price: PriceRuntime | None, action: str, multiplier: float = 1.0) -> Decimal | None:
