@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
+from functools import partial
 from typing import Protocol
 
 from ..config.periods import Calendar, Window
@@ -180,7 +181,7 @@ class EnforcingLimiter:
             headers.append((BALANCE_HEADER, balance_text(balance)))
         admission = Admission(headers, estimate_tokens, ticket)
         if budgets:  # for budget_threshold alerts (server/account_events.py)
-            admission.budget = most_used(plan.spends, grant.spend)
+            admission.budget_fn = partial(most_used, plan.spends, grant.spend)
         return admission
 
     def _stale_credits(self, plan: Plan, grant: Grant, key_id: str) -> bool:

@@ -4,6 +4,7 @@ limits). This module holds the protocol and the no-limit default; the enforcing 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
@@ -19,8 +20,13 @@ class Admission:
     headers: list[tuple[str, str]] = field(default_factory=list)  # x-ratelimit-* to return
     reserved_tokens: int = 0
     token: object = None  # limiter-specific bookkeeping
-    # the most used enforced budget before this request: (spend_usd, budget_usd, period, scope)
-    budget: tuple[float, float, str, str] | None = None
+    # computes the most used enforced budget before this request, (spend_usd, budget_usd,
+    # period, scope): only `budget_threshold` alerts read it, so it is not computed otherwise
+    budget_fn: Callable[[], tuple[float, float, str, str] | None] | None = None
+
+    @property
+    def budget(self) -> tuple[float, float, str, str] | None:
+        return self.budget_fn() if self.budget_fn is not None else None
 
 
 class Settled(Protocol):

@@ -33,9 +33,12 @@ BUDGET_MARKS = (0.5, 0.8, 0.9, 1.0)
 
 
 def check_budget(state: WorkerState, key: KeyRuntime, admission: Admission) -> None:
-    if admission.budget is None or state.alerts is None:
+    if state.alerts is None:
         return
-    spend, limit, period, scope = admission.budget
+    budget = admission.budget  # computed here: only this alert reads it
+    if budget is None:
+        return
+    spend, limit, period, scope = budget
     fraction = spend / limit if limit else 0.0
     mark = max((m for m in BUDGET_MARKS if fraction >= m), default=0.0)
     seen = state.budget_marks.get((scope, period), 0.0)

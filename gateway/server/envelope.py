@@ -50,7 +50,7 @@ class Call:
                                                         reserve_usd)
         if key.prepaid is not None:
             check_balance(self.state, key, self.admission.headers)  # balance_low alerts
-        if self.admission.budget is not None:
+        if self.admission.budget_fn is not None:
             check_budget(self.state, key, self.admission)  # budget_threshold alerts
         return self.admission.headers
 
