@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from functools import lru_cache
 
 from ..config.periods import Window
 from ..errors import GatewayError, RateLimited
@@ -24,6 +25,7 @@ class LimitsUnavailable(GatewayError):
     code = "limits_unavailable"
 
 
+@lru_cache(maxsize=4096)  # two per admitted request; the values repeat
 def duration(ms: int) -> str:
     """OpenAI's reset format: 20ms, 1.5s, 6m0s."""
     if ms < 1000:

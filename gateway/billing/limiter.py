@@ -147,9 +147,10 @@ class EnforcingLimiter:
             reserve = plan.reserve.nanos(max(estimate_tokens - max_output_tokens, 0), max_output_tokens)
             held = [k for k, limit in budgets if limit >= 0] if reserve else []
         ask = Ask(
-            [(k, limit, estimate_tokens if tokens else 1) for k, limit, tokens in plan.rate_args],
+            [(k, limit, estimate_tokens if tokens else 1) for k, limit, tokens in plan.rate_args]
+            if plan.rate_args else (),
             plan.slot_args,
-            [(k, limit, reserve) for k, limit in budgets],
+            [(k, limit, reserve) for k, limit in budgets] if budgets else (),
             plan.meter,
             f"{self._lease_prefix}{next(self._lease_ids)}",
             self._lease_ms,

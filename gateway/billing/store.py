@@ -105,6 +105,9 @@ def sliding(now_ms: float, current: int, previous: int) -> int:
     return max(0, int(current + previous * weight))
 
 
+_NO_CREDITS: dict[int, int] = {}  # never written: the common case builds no dict
+
+
 class MemoryStore:
     """Single-process state: plain dicts, no locking needed (one event loop, no awaits inside)."""
 
@@ -141,7 +144,7 @@ class MemoryStore:
                 if len(held) >= limit:
                     return Grant(False, "slot", j, 1000)
         spend: list[int] = []
-        extra = {b: self.credits.get(k, (0, 0))[0] for b, k in ask.credits}
+        extra = {b: self.credits.get(k, (0, 0))[0] for b, k in ask.credits} if ask.credits else _NO_CREDITS
         for b, (key, limit, reserve) in enumerate(ask.budgets):
             value = self._spend(key, now)
             if limit >= 0:
