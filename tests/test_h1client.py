@@ -195,8 +195,29 @@ def test_pool_slots_are_returned() -> None:
         results = await asyncio.gather(*(one(i) for i in range(40)))  # 40 requests, 8 slots
         assert len(results) == 40
         pool = next(iter(client._pools.values()))
-        assert pool.slots._value == 8 and len(pool.idle) <= 8
+        assert pool.slots.free == 8 and not pool.slots.waiters and len(pool.idle) <= 8
 
     run(test)
 
 
+
+
+def test_a_slot_waiter_cancelled_passes_its_slot_on() -> None:
+    """A request waiting for a pool slot and cancelled (its client left) neither keeps a slot
+    nor loses one: the others still get every slot."""
+    async def test(server: Server, client: H1Client, url: str) -> None:
+        async def one(i: int) -> bytes:
+            r = await client.send("POST", f"{url}/json", {}, str(i).encode(), FAST)
+            return await r.read()
+
+        tasks = [asyncio.ensure_future(one(i)) for i in range(30)]  # 8 slots: most of them wait
+        await asyncio.sleep(0)
+        for task in tasks[10:20]:
+            task.cancel()
+        done = await asyncio.gather(*tasks, return_exceptions=True)
+        assert sum(isinstance(d, bytes) for d in done) >= 20
+        pool = next(iter(client._pools.values()))
+        assert pool.slots.free == 8 and not pool.slots.waiters
+        assert len(await asyncio.gather(*(one(i) for i in range(16)))) == 16
+
+    run(test)

@@ -30,7 +30,7 @@ from .answers import LimitsUnavailable, rate_headers, refusal
 from .credits import BALANCE_HEADER, CreditBook, CreditSource, balance_text, credit_refusal
 from .limits import Admission, Settled
 from .plan import EMPTY, NANO, NO_RESERVE, Plan, Reads, Spend, build_plan, lease_ms, rule_reads
-from .store import Ask, Grant, Settle, StateStore, StateUnavailable
+from .store import Ask, Grant, MemoryStore, Settle, StateStore, StateUnavailable
 
 log = logging.getLogger("tollgate.limits")
 KEEP_PAST_PERIODS_S = 35 * 86400  # a finished period's counter stays readable this long
@@ -76,6 +76,9 @@ class EnforcingLimiter:
     def __init__(self, store: StateStore, spend_source: SpendSource | None = None,
                  fail_open: bool = False, credit_source: CreditSource | None = None) -> None:
         self.store = store
+        # the memory store answers at once: called without a coroutine (exactly this class: a
+        # subclass may wait or fail on purpose)
+        self._memory = store if type(store) is MemoryStore else None
         self.spend_source = spend_source
         self.credits = CreditBook(store, credit_source)  # prepaid keys (billing/credits.py)
         self.fail_open = fail_open
@@ -162,7 +165,8 @@ class EnforcingLimiter:
                 self._spend_keys[plan] = (windows, spend_keys, budgets)  # reused until a period ends
             if plan.credit_args:
                 await self.credits.ensure(key.id)
-            grant = await self.store.acquire(ask)
+            memory = self._memory
+            grant = memory.acquire_now(ask) if memory is not None else await self.store.acquire(ask)
             if not grant.ok and self._stale_credits(plan, grant, key.id):
                 await self.credits.refresh(key.id)  # topped up meanwhile? (CLI, another machine)
                 grant = await self.store.acquire(ask)
@@ -210,7 +214,10 @@ class EnforcingLimiter:
                 or (settle.meter and actual)):
             return
         try:
-            await self.store.release(settle)
+            if self._memory is not None:
+                self._memory.release_now(settle)
+            else:
+                await self.store.release(settle)
         except StateUnavailable as exc:
             self._log_outage(exc, "usage of a finished request was not counted")
         except Exception:

@@ -124,6 +124,13 @@ class MemoryStore:
         self._pruned = 0.0
 
     async def acquire(self, ask: Ask) -> Grant:
+        return self.acquire_now(ask)
+
+    async def release(self, settle: Settle) -> None:
+        self.release_now(settle)
+
+    # The limiter calls these directly (no coroutine per request): this store never waits.
+    def acquire_now(self, ask: Ask) -> Grant:
         now = time.time() * 1000.0
         tat_of = self.tat
         tats: list[float] = []
@@ -183,7 +190,7 @@ class MemoryStore:
             self._prune(now)
         return Grant(True, "", 0, 0, remaining, reset_ms, spend, credits=list(extra.values()))
 
-    async def release(self, settle: Settle) -> None:
+    def release_now(self, settle: Settle) -> None:
         now = time.time() * 1000.0
         for key, limit, delta in settle.tokens:
             tat = self.tat.get(key)

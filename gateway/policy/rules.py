@@ -74,6 +74,7 @@ class RuleSet:
     pickers: tuple[Callable[[list[Any]], tuple[Any, ...]], ...] = ()
     compound: frozenset[int] = frozenset()
     pure: bool = True
+    reads_usage: bool = False  # a rule reads `usage` (the limiter's counters: a store call)
     _decisions: dict[tuple[Any, ...], Decision] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -85,7 +86,8 @@ class RuleSet:
             i for i, (_, name) in enumerate(refs) if name is None or name in _COMPOUND_FIELDS
         )
         pure = all(rule.expr.pure for rule in rules)
-        return cls(rules=rules, refs=tuple(refs), pickers=pickers, compound=compound, pure=pure)
+        return cls(rules=rules, refs=tuple(refs), pickers=pickers, compound=compound, pure=pure,
+                   reads_usage=any(root == "usage" for root, _ in refs))
 
     def evaluate(self, lookup: Lookup) -> Decision:
         if not self.rules:

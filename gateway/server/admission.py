@@ -61,7 +61,8 @@ async def prepare(state: WorkerState, snap: Snapshot, scope: Scope, proto: Proto
     else:
         head = decode_head(json_body(scope, body))
         content_type = JSON  # whatever lenient type the client sent, the body is JSON
-    usage = await state.limiter.usage(snap, key)  # None (no store call) unless a rule reads `usage`
+    # `usage` for rules: a store call, made only when a rule reads it
+    usage = await state.limiter.usage(snap, key) if snap.rules.reads_usage else None
     return admit(snap, key, head, body, content_type, x, ip, "openai", usage=usage)
 
 

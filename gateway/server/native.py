@@ -44,7 +44,7 @@ async def prepare_anthropic(
     head = decode_head(json_body(scope, body))
     if head.messages is None:
         raise InvalidRequest("messages: field required", param="messages")
-    usage = await state.limiter.usage(snap, key)
+    usage = await state.limiter.usage(snap, key) if snap.rules.reads_usage else None
     p = admit(snap, key, head, body, "application/json", x, ip, "anthropic", usage=usage)
     beta = scope.headers.get("anthropic-beta")
     if beta and "\n" not in beta and "\r" not in beta:  # opt-in features; rules' headers still win
@@ -99,7 +99,7 @@ async def prepare_gemini(
     config = doc.generationConfig
     head = Head(model=model, stream=GEMINI_VERBS.get(verb, False), messages=doc.contents or [],
                 max_tokens=config.maxOutputTokens if config else None)
-    usage = await state.limiter.usage(snap, key)
+    usage = await state.limiter.usage(snap, key) if snap.rules.reads_usage else None
     return admit(snap, key, head, body, "application/json", x, ip, "gemini", usage=usage)
 
 

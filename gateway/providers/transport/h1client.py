@@ -11,6 +11,8 @@ handed over as they arrive, the read / total timeouts checked by one sweep per e
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import functools
 import ssl
 import time
@@ -21,6 +23,44 @@ from .base import UpstreamConnectError, UpstreamMaybeSent, UpstreamTimeout
 from .h1connection import Connection, H1Response
 
 
+class _Slots:
+    """A counting semaphore with a synchronous fast path (`try_take`): asyncio's costs a
+    coroutine per request even when a slot is free. Waiters are served first come, first served."""
+
+    def __init__(self, limit: int) -> None:
+        self.free = limit
+        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def try_take(self) -> bool:
+        if self.free > 0 and not self.waiters:
+            self.free -= 1
+            return True
+        return False
+
+    async def take(self) -> None:
+        if self.try_take():
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            await waiter  # resolved by `release`, which hands its slot over
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot, but cancelled before using it: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    self.waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.free += 1
+
+
 class _HostPool:
     """Keep-alive connections to one upstream. A slot is held by each connection that has a
     request in flight; idle connections hold none."""
@@ -28,7 +68,7 @@ class _HostPool:
     def __init__(self, host: str, port: int, tls: ssl.SSLContext | None, limit: int) -> None:
         self.host, self.port, self.tls = host, port, tls
         self.idle: list[Connection] = []
-        self.slots = asyncio.Semaphore(limit)
+        self.slots = _Slots(limit)
 
     def give_back(self, conn: Connection) -> None:
         self._end(conn)
@@ -46,8 +86,22 @@ class _HostPool:
             conn.busy = False
             self.slots.release()
 
+    def take_idle(self) -> Connection | None:
+        """A usable idle connection when a slot is free at once, without a coroutine (the
+        common case under load); None: `get` waits for a slot or connects."""
+        if not self.idle or not self.slots.try_take():
+            return None
+        while self.idle:
+            conn = self.idle.pop()
+            if conn.usable():
+                conn.busy = True
+                return conn
+            conn.abort()
+        self.slots.release()
+        return None
+
     async def get(self, connect_timeout: float) -> Connection:
-        await self.slots.acquire()
+        await self.slots.take()
         while self.idle:
             conn = self.idle.pop()
             if conn.usable():
@@ -102,7 +156,8 @@ class H1Client:
         head.append(f"content-length: {len(body or b'')}\r\n\r\n")
         wire = "".join(head).encode("latin-1") + (body or b"")
         pool = self._pool(scheme, host, port)
-        conn = await pool.get(timeouts.connect)  # never one already known to be closed
+        # never one already known to be closed
+        conn = pool.take_idle() or await pool.get(timeouts.connect)
         response = H1Response(conn, timeouts)
         conn.response = response
         assert conn.transport is not None
