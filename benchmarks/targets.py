@@ -292,7 +292,10 @@ class Tollgate(Target):
         data.mkdir(parents=True, exist_ok=True)
         argv = [str(self.binary), "serve", "--policies", str(self.bundle), "--port", str(port),
                 "--workers", "1", "--data-dir", str(data), "--log-level", "warning"]
-        managed = procs.start(self.name, argv, ctx.logs / f"{self.name}.log", ctx.target_cpus)
+        # run from the checkout: the supervisor is `python -m gateway.serve.run`, and `-m` puts the
+        # working directory first on sys.path (from elsewhere, tollgate-base ran this tree's code)
+        managed = procs.start(self.name, argv, ctx.logs / f"{self.name}.log", ctx.target_cpus,
+                              cwd=self.checkout(ctx))
         endpoint = Endpoint(f"http://127.0.0.1:{port}/v1/chat/completions",
                             {"authorization": f"Bearer {bench_key()}"}, "bench", "bench-paced")
         return Running(endpoint, managed, [lambda: shutil.rmtree(data, ignore_errors=True)])

@@ -132,7 +132,9 @@ def serve_command(args: argparse.Namespace) -> int:
     os.set_inheritable(read_end, True)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "gateway.serve.run", str(read_end)])
+    # -P: `-m` would put the working directory first on sys.path, and a `gateway/` directory
+    # there (another checkout, a GitOps repo's folder) would be imported instead of this package
+    os.execv(sys.executable, [sys.executable, "-P", "-m", "gateway.serve.run", str(read_end)])
     return 0
 
 
@@ -157,6 +159,7 @@ def ingester_command(settings: ServeSettings) -> list[str]:
     """The usage ledger's owner (usage/ingester.py), started by run.py next to the workers."""
     cmd = [
         sys.executable,
+        "-P",  # as for the supervisor: never a `gateway/` of the working directory
         "-m",
         "gateway.usage.ingester",
         "--data-dir",

@@ -86,7 +86,7 @@ def release_duckdb(lock_fd: int, listen_fd: int) -> None:
     log.info("usage ledger idle: letting DuckDB go (pid %d stays the owner)", os.getpid())
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "gateway.usage.ingester", *argv,
+    os.execv(sys.executable, [sys.executable, "-P", "-m", "gateway.usage.ingester", *argv,
                               f"--inherit={lock_fd},{listen_fd}"])
 
 
