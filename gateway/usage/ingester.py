@@ -56,11 +56,11 @@ async def run(data_dir: Path, policies: Path, interval: float, parquet: ParquetS
         log.info("another process owns the usage ledger in %s", data_dir)
         return 0
     owner = Owner(data_dir, fd, retention_reader(policies), parquet)
-    await owner.start(None if inherited is None else inherited[1])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before the socket listens: a SIGTERM from then
+        loop.add_signal_handler(sig, stop.set)  # on is a clean stop (final ingest), not a kill
+    await owner.start(None if inherited is None else inherited[1])
     parent = os.getppid()
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
