@@ -81,7 +81,7 @@ def role(pid: int, root: int) -> str:
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
     if pid == root:
         return "supervisor (tollgate serve)"
-    if argv[1:3] == ["-m", "gateway.usage.ingester"]:
+    if "gateway.usage.ingester" in argv[1:4]:  # python [-P] -m gateway.usage.ingester
         return "ledger owner (ingester)"
     return "granian worker"  # forked from the supervisor: the same command line
 
