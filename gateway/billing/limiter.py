@@ -193,25 +193,22 @@ class EnforcingLimiter:
         return (grant.failed_kind == "budget" and plan.spends[grant.failed_index].prepaid
                 and self.credits.may_retry(key_id))
 
+    def settle_now(self, admission: Admission, record: Settled) -> bool:
+        """`settle` without a coroutine when the store answers at once (memory); False: the
+        caller awaits `settle` instead."""
+        if self._memory is None:
+            return False
+        settle = _settle_of(admission, record)
+        if settle is not None:
+            try:
+                self._memory.release_now(settle)
+            except Exception:
+                log.exception("settling limits failed")
+        return True
+
     async def settle(self, admission: Admission, record: Settled) -> None:
-        ticket = admission.token
-        if not isinstance(ticket, Ticket):
-            return
-        plan = ticket.plan
-        actual = record.prompt_tokens + record.completion_tokens
-        delta = actual - ticket.reserved
-        nano = to_nano(record.cost_usd)
-        settle = Settle(
-            [(k, limit, delta) for k, limit in plan.token_rates] if delta else (),
-            plan.slot_keys,
-            [(k, nano, at) for k, at in ticket.spend_keys] if nano else (),
-            plan.meter,
-            actual,
-            ticket.lease,
-            ticket.held,
-        )
-        if not (settle.tokens or settle.slots or settle.spend or settle.reservations
-                or (settle.meter and actual)):
+        settle = _settle_of(admission, record)
+        if settle is None:
             return
         try:
             if self._memory is not None:
@@ -353,3 +350,27 @@ class EnforcingLimiter:
 
 def _expire_at(window: Window) -> int:
     return 0 if window.end is None else int(window.end) + KEEP_PAST_PERIODS_S
+
+
+def _settle_of(admission: Admission, record: Settled) -> Settle | None:
+    """What a finished request gives back and counts; None: nothing to tell the store."""
+    ticket = admission.token
+    if not isinstance(ticket, Ticket):
+        return None
+    plan = ticket.plan
+    actual = record.prompt_tokens + record.completion_tokens
+    delta = actual - ticket.reserved
+    nano = to_nano(record.cost_usd)
+    settle = Settle(
+        [(k, limit, delta) for k, limit in plan.token_rates] if delta else (),
+        plan.slot_keys,
+        [(k, nano, at) for k, at in ticket.spend_keys] if nano else (),
+        plan.meter,
+        actual,
+        ticket.lease,
+        ticket.held,
+    )
+    if not (settle.tokens or settle.slots or settle.spend or settle.reservations
+            or (settle.meter and actual)):
+        return None
+    return settle

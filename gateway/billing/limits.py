@@ -55,6 +55,11 @@ class Limiter(Protocol):
         """Replace the reservation with the actual tokens and cost of `record`."""
         ...
 
+    def settle_now(self, admission: Admission, record: Settled) -> bool:
+        """`settle` done at once when that needs no waiting (True); else False, and the caller
+        awaits `settle` (saves a coroutine per request with the memory store)."""
+        ...
+
     async def charge(self, admission: Admission, record: Settled) -> bool:
         """Add one part of a long admission's usage (a Realtime API response) without releasing
         it; False when a budget it is charged to is spent."""
@@ -79,6 +84,9 @@ class NoLimits:
 
     async def settle(self, admission: Admission, record: Settled) -> None:
         return None
+
+    def settle_now(self, admission: Admission, record: Settled) -> bool:
+        return True
 
     async def charge(self, admission: Admission, record: Settled) -> bool:
         return True

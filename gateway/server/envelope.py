@@ -116,4 +116,6 @@ async def _record(call: Call) -> None:
     record = x.to_record(call.snap)
     call.state.recorder.record(record)
     if call.admission is not None:
-        await call.state.limiter.settle(call.admission, record)
+        limiter = call.state.limiter
+        if not limiter.settle_now(call.admission, record):
+            await limiter.settle(call.admission, record)
