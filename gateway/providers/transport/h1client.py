@@ -91,23 +91,26 @@ class _HostPool:
         common case under load); None: `get` waits for a slot or connects."""
         if not self.idle or not self.slots.try_take():
             return None
+        conn = self._pop_usable()
+        if conn is None:
+            self.slots.release()
+        return conn
+
+    def _pop_usable(self) -> Connection | None:
+        """With a slot held: the newest idle connection still usable (the others closed)."""
         while self.idle:
             conn = self.idle.pop()
             if conn.usable():
                 conn.busy = True
                 return conn
             conn.abort()
-        self.slots.release()
         return None
 
     async def get(self, connect_timeout: float) -> Connection:
         await self.slots.take()
-        while self.idle:
-            conn = self.idle.pop()
-            if conn.usable():
-                conn.busy = True
-                return conn
-            conn.abort()
+        found = self._pop_usable()
+        if found is not None:
+            return found
         try:
             loop = asyncio.get_running_loop()
             _, conn = await asyncio.wait_for(
