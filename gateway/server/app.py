@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..billing.setup import make_limiter
 from ..config.reload import PolicyStore
+from ..core.sweep import stop_sweeps
 from ..providers.transport.clients import make_upstream_client
 from ..redact import redact_logs
 from ..usage.credits_client import LedgerCredits
@@ -18,7 +19,6 @@ from ..usage.ledger import Ledger
 from ..worker_settings import Dumps, WorkerSettings, as_worker_settings, checked_settings
 from . import tasks
 from .envelope import serve
-from .intake import stop_deadlines
 from .midjourney.poller import MidjourneyTasks
 from .provider_watch import ProviderWatch, stop_quietly
 from .realtime.endpoint import serve_ws
@@ -100,7 +100,7 @@ class App:
         state.draining = True
         if self._sweeper is not None:
             self._sweeper.cancel()
-        stop_deadlines()
+        stop_sweeps(asyncio.get_running_loop())  # body and upstream deadlines
         await state.store.stop_watching()
         await tasks.stop(state)
         await stop_quietly(self._watch)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from typing import Any
 
 # granian.rsgi re-exports these as ProtocolClosed / ProtocolError; the stub names them here
@@ -26,6 +25,7 @@ from granian._granian import RSGIProtocolClosed as ProtocolClosed
 from granian._granian import RSGIProtocolError as ProtocolError
 
 from ..config.snapshot import KeyRuntime, Snapshot
+from ..core.sweep import Sweep, sweep_of
 from ..errors import BodyTooLarge, ClientError, InvalidRequest
 from .auth import check_ip, identify
 from .disconnect import current_task
@@ -77,7 +77,7 @@ async def read_body(scope: Scope, proto: Proto, limit: int, timeout: float = BOD
     declared = content_length(scope)
     if declared is not None and declared > limit:
         raise BodyTooLarge(f"request body of {declared} bytes is over the limit of {limit} bytes")
-    read = _deadlines.start(timeout)
+    read, sweep = _deadlines.start(timeout)
     try:
         if declared is not None or not hasattr(type(proto), "__aiter__"):
             try:  # the whole body at once (inline: a coroutine less per request)
@@ -94,7 +94,7 @@ async def read_body(scope: Scope, proto: Proto, limit: int, timeout: float = BOD
         read.task.uncancel()
         raise BodyTimeout(f"the request body was not received within {timeout:g} seconds") from None
     finally:
-        _deadlines.reads.pop(id(read), None)
+        sweep.discard(read)
     if len(body) > limit:  # an RSGI protocol without streaming (test doubles): checked after
         raise BodyTooLarge(f"request body is over the limit of {limit} bytes")
     return body
@@ -106,45 +106,30 @@ class _Read:
     def __init__(self, task: asyncio.Task[Any], deadline: float) -> None:
         self.task, self.deadline, self.expired = task, deadline, False
 
+    def check(self, now: float) -> None:
+        if self.deadline <= now and not self.expired:
+            self.expired = True
+            self.task.cancel()
+
 
 class _Deadlines:
-    """Body read deadlines without a timer per request (`asyncio.timeout` costs ~6 µs a request
-    here, measured): reads register their task in a dict, and one sweeper per event loop cancels
-    those past their deadline, once a second."""
+    """Body read deadlines on the loop's sweep (core/sweep.py: no timer per request), so a
+    body timeout is noticed up to `DEADLINE_SWEEP_S` late."""
 
     def __init__(self) -> None:
-        self.reads: dict[int, _Read] = {}
-        self._sweeper: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # known: no getpid() per request
 
-    def start(self, timeout: float) -> _Read:
-        sweeper = self._sweeper
-        task = current_task(sweeper.get_loop() if sweeper is not None else None)
+    def start(self, timeout: float) -> tuple[_Read, Sweep]:
+        task = current_task(self._loop)
         assert task is not None
-        if sweeper is None or sweeper.done() or sweeper.get_loop() is not task.get_loop():
-            self._sweeper = task.get_loop().create_task(self._sweep(), name="body-deadlines")
-        read = _Read(task, time.monotonic() + timeout)
-        self.reads[id(read)] = read
-        return read
-
-    async def _sweep(self) -> None:
-        while True:
-            await asyncio.sleep(DEADLINE_SWEEP_S)
-            now = time.monotonic()
-            for read in list(self.reads.values()):
-                if read.deadline <= now and not read.expired:
-                    read.expired = True
-                    read.task.cancel()
-
-    def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
+        loop = self._loop = task.get_loop()
+        sweep = sweep_of(loop, DEADLINE_SWEEP_S)
+        read = _Read(task, loop.time() + timeout)
+        sweep.add(read)
+        return read, sweep
 
 
 _deadlines = _Deadlines()
-stop_deadlines = _deadlines.stop  # App.stop: the worker's loop is closing
-
-
 
 
 async def _chunks(proto: Proto, limit: int) -> bytes:

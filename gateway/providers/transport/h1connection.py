@@ -1,7 +1,7 @@
 """One pooled upstream connection of the HTTP/1.1 client (h1client.py) and the response read
 from it: an asyncio protocol whose bytes httptools (llhttp) parses, body chunks handed to the
 reader as they arrive, reading paused above a high-water mark; the read and total timeouts
-checked by one sweep per event loop (`Deadlines`), not a timer per request.
+checked by one sweep per event loop (core/sweep.py), not a timer per request.
 """
 
 from __future__ import annotations
@@ -16,52 +16,12 @@ from typing import Any, Protocol, cast
 import httptools
 
 from ...config.types import Timeouts
+from ...core.sweep import sweep_of
 from .base import UpstreamConnectError, UpstreamTimeout
 
 _HIGH_WATER = 1 << 20  # pause reading the upstream when this much body waits for the client
 _PROBE_AFTER_IDLE_S = 0.5
-SWEEP_S = 0.1  # an upstream timeout fires up to this much late
-
-
-class Deadlines:
-    """The read and total timeouts of the responses in flight on one event loop. A timer per
-    request (uvloop's `call_later` + `cancel`) cost ~1.5 µs alone and ~3% of the worker's GIL
-    time in place (py-spy, benchmark bundle at c=16); here a response is a dict entry, and one
-    callback checks them every `SWEEP_S` while there are any (an idle worker does not wake)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.live: dict[int, H1Response] = {}
-        self._handle: asyncio.TimerHandle | None = None
-
-    def add(self, response: H1Response) -> None:
-        self.live[id(response)] = response
-        if self._handle is None:
-            self._handle = self.loop.call_later(SWEEP_S, self._sweep)
-
-    def discard(self, response: H1Response) -> None:
-        self.live.pop(id(response), None)
-
-    def _sweep(self) -> None:
-        self._handle = None
-        now = self.loop.time()
-        for response in list(self.live.values()):
-            response.check(now)
-        if self.live:
-            self._handle = self.loop.call_later(SWEEP_S, self._sweep)
-
-
-_deadlines: dict[asyncio.AbstractEventLoop, Deadlines] = {}
-
-
-def deadlines_of(loop: asyncio.AbstractEventLoop) -> Deadlines:
-    found = _deadlines.get(loop)
-    if found is None:
-        if len(_deadlines) > 64:  # loops of finished tests: keep only live ones
-            for old in [k for k in _deadlines if k.is_closed()]:
-                del _deadlines[old]
-        found = _deadlines[loop] = Deadlines(loop)
-    return found
+SWEEP_S = 0.1  # an upstream timeout fires up to this much late (core/sweep.py)
 
 
 def _peer_still_open(transport: asyncio.Transport) -> bool:
@@ -100,7 +60,7 @@ class Pool(Protocol):
 class Connection(asyncio.Protocol):
     def __init__(self, pool: Pool) -> None:
         self.loop = asyncio.get_running_loop()  # once per connection: the call costs a getpid()
-        self.deadlines = deadlines_of(self.loop)
+        self.deadlines = sweep_of(self.loop, SWEEP_S)  # read and total timeouts
         self.pool = pool
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
