@@ -207,14 +207,13 @@ class EnforcingLimiter:
         return True
 
     async def settle(self, admission: Admission, record: Settled) -> None:
+        if self.settle_now(admission, record):
+            return
         settle = _settle_of(admission, record)
         if settle is None:
             return
         try:
-            if self._memory is not None:
-                self._memory.release_now(settle)
-            else:
-                await self.store.release(settle)
+            await self.store.release(settle)
         except StateUnavailable as exc:
             self._log_outage(exc, "usage of a finished request was not counted")
         except Exception:
