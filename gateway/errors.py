@@ -9,8 +9,15 @@ GatewayError
 │   ├── NotFound                404 unknown path or model
 │   ├── MethodNotAllowed        405 a POST-only path asked with another method
 │   ├── UnsupportedMediaType    415 a body that is not of the endpoint's content type
+│   ├── BodyTimeout             408 the body did not arrive in time
+│   ├── BodyCut                 499 the client went away before the end of its body
 │   └── RateLimited             429 (Retry-After)
+│       └── BudgetExceeded      429 insufficient_quota
+├── LimitsUnavailable           503 the limit state store is unreachable (fail closed)
 └── UpstreamError               the providers failed (status preserved where meaningful)
+
+Every error class is defined here, not in the compiled request path (gateway/compiled.py):
+mypyc does not apply class-level overrides (`status = 408`) of a class it compiles.
 """
 
 from __future__ import annotations
@@ -92,3 +99,32 @@ class UpstreamError(GatewayError):
     status = 502
     type = "upstream_error"
     code = "upstream_error"
+
+
+class BodyCut(ClientError):
+    """The client went away before the end of its body: nobody is left to answer."""
+
+    status = 499
+    code = "client_disconnected"
+
+
+class MalformedBody(InvalidRequest):
+    code = "malformed_body"
+
+
+class BodyTimeout(ClientError):
+    status = 408
+    code = "request_timeout"
+
+
+class BudgetExceeded(RateLimited):
+    """429 like OpenAI's quota error; `x-should-retry: false` stops SDKs retrying it."""
+
+    type = "insufficient_quota"
+    code = "budget_exceeded"
+
+
+class LimitsUnavailable(GatewayError):
+    status = 503
+    type = "server_error"
+    code = "limits_unavailable"

@@ -22,6 +22,7 @@ GATEWAY = Path(__file__).resolve().parent.parent / "gateway"
 # Bottom to top. A unit is a package under gateway/ or a top-level module; it may import itself
 # and the units of the layers below, never a unit of its own layer or of a layer above.
 LAYERS: list[tuple[str, ...]] = [
+    ("compiled",),  # which request-path modules run compiled (gateway/__init__.py asks it first)
     ("gateway", "core", "errors", "redact", "settings_fields", "worker_settings"),  # the ground floor: imports nothing of ours
     ("settings",),  # where the settings come from (pydantic-settings): flags, environment, a file
     ("policy",),  # CEL rules and their facts
@@ -35,7 +36,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("midjourney",),  # Midjourney's task store and action prices (its front door: server/midjourney/)
     ("console",),  # the web console's pages and sessions (server/routes.py routes /console/ to it)
     ("server",),  # the RSGI app: routes, the envelope, the attempt engine, Midjourney's front door
-    ("commands", "serve", "diff"),  # `tollgate check/explain/...`; `tollgate serve` (process start-up); `tollgate diff`
+    ("commands", "serve", "diff", "native_build"),  # `tollgate check/explain/...`; `tollgate serve` (process start-up); `tollgate diff`; building the compiled request path
     ("cli",),
     ("__main__",),
 ]

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.billing.answers import BudgetExceeded, LimitsUnavailable, duration
+from gateway.billing.answers import duration
 from gateway.billing.limiter import EnforcingLimiter
 from gateway.billing.limits import Admission
 from gateway.billing.plan import EMPTY, declares_limits
@@ -19,7 +19,7 @@ from gateway.billing.store import MemoryStore
 from gateway.config import load_snapshot
 from gateway.config.periods import Calendar, window_at
 from gateway.config.snapshot import Snapshot
-from gateway.errors import RateLimited
+from gateway.errors import BudgetExceeded, LimitsUnavailable, RateLimited
 from gateway.usage.record import UsageRecord
 from tests.conftest import key_hash
 
@@ -277,20 +277,9 @@ def load_snapshot_with(directory: Path, base: Snapshot, old: str, new: str) -> S
 def test_remaining_never_exceeds_the_limit() -> None:
     """A full bucket's tolerance must not show as remaining > limit in x-ratelimit headers."""
     from gateway.billing.answers import rate_headers
+    from gateway.billing.plan import Plan, Rate
+    from gateway.billing.store import Grant
 
-    class _Rate:
-        def __init__(self, limit: int) -> None:
-            self.limit = limit
-
-    class _Plan:
-        rates = (_Rate(100),)
-        limit_strs = ("100",)
-        header_groups = (("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
-                          "x-ratelimit-reset-requests", (0,)),)
-
-    class _Grant:
-        remaining = [102]
-        reset_ms = [0]
-
-    headers = dict(rate_headers(_Plan(), _Grant()))  # type: ignore[arg-type]
+    plan = Plan(rates=(Rate("r:k:x", "key `x`", "requests", 100),))
+    headers = dict(rate_headers(plan, Grant(True, remaining=[102], reset_ms=[0])))
     assert headers["x-ratelimit-remaining-requests"] == "100"

@@ -21,7 +21,6 @@ import httpx
 import pytest
 import redis as redis_client
 
-from gateway.billing.answers import BudgetExceeded
 from gateway.billing.limiter import EnforcingLimiter, Ticket
 from gateway.billing.limits import Admission
 from gateway.billing.plan import DEFAULT_OUTPUT_ALLOWANCE, MAX_OUTPUT_ALLOWANCE, NO_RESERVE
@@ -29,6 +28,7 @@ from gateway.billing.redis_store import RedisStore
 from gateway.billing.store import MemoryStore, StateStore
 from gateway.config import load_snapshot
 from gateway.config.snapshot import Snapshot
+from gateway.errors import BudgetExceeded
 from gateway.usage.record import UsageRecord
 from tests.conftest import key_hash
 from tests.fakes.redis_server import RedisServer

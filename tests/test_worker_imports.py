@@ -37,7 +37,8 @@ def test_a_worker_loads_only_the_request_path() -> None:
 def test_the_supervisor_loads_the_standard_library_and_granian() -> None:
     modules = loaded("gateway.serve.run")
     assert {m for m in modules if m.startswith("gateway.")} <= {"gateway.serve", "gateway.serve.run",
-                                                                "gateway.usage", "gateway.usage.lock"}
+                                                                "gateway.usage", "gateway.usage.lock",
+                                                                "gateway.compiled"}
     assert not {"pydantic", "msgspec", "celpy", "lark", "duckdb", "watchfiles"} & {m.split(".")[0] for m in modules}
 
 

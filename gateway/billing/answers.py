@@ -7,22 +7,9 @@ from datetime import datetime
 from functools import lru_cache
 
 from ..config.periods import Window
-from ..errors import GatewayError, RateLimited
+from ..errors import BudgetExceeded, GatewayError, RateLimited
 from .plan import NANO, Plan, Spend
 from .store import Grant
-
-
-class BudgetExceeded(RateLimited):
-    """429 like OpenAI's quota error; `x-should-retry: false` stops SDKs retrying it."""
-
-    type = "insufficient_quota"
-    code = "budget_exceeded"
-
-
-class LimitsUnavailable(GatewayError):
-    status = 503
-    type = "server_error"
-    code = "limits_unavailable"
 
 
 @lru_cache(maxsize=4096)  # two per admitted request; the values repeat

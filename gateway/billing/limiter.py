@@ -25,8 +25,9 @@ from typing import Protocol
 
 from ..config.periods import Calendar, Window
 from ..config.snapshot import KeyRuntime, Snapshot
+from ..errors import LimitsUnavailable
 from ..policy.context import UsageView
-from .answers import LimitsUnavailable, rate_headers, refusal
+from .answers import rate_headers, refusal
 from .credits import BALANCE_HEADER, CreditBook, CreditSource, balance_text, credit_refusal
 from .limits import Admission, Settled
 from .plan import EMPTY, NANO, NO_RESERVE, Plan, Reads, Spend, build_plan, lease_ms, rule_reads

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..config.snapshot import KeyRuntime, Snapshot
 from ..policy.context import UsageView
@@ -19,7 +19,7 @@ class Admission:
 
     headers: list[tuple[str, str]] = field(default_factory=list)  # x-ratelimit-* to return
     reserved_tokens: int = 0
-    token: object = None  # limiter-specific bookkeeping
+    token: Any = None  # limiter-specific bookkeeping (`Any`: mypyc rejects `object` in a dataclass)
     # computes the most used enforced budget before this request, (spend_usd, budget_usd,
     # period, scope): only `budget_threshold` alerts read it, so it is not computed otherwise
     budget_fn: Callable[[], tuple[float, float, str, str] | None] | None = None

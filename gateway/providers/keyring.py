@@ -30,10 +30,13 @@ class Bench:
 
 
 class KeyRing:
-    __slots__ = ("_benched", "_next", "benches", "index", "keys", "listener")
+    __slots__ = ("_benched", "_next", "benches", "index", "keyless", "keys", "listener")
 
     def __init__(self, keys: tuple[str, ...], listener: KeyListener | None = None) -> None:
         self.keys = keys or _KEYLESS
+        # a flag, not `keys is _KEYLESS`: compiled (mypyc), a fixed-size tuple constant is a new
+        # object at every read
+        self.keyless = not keys
         self._next = 0
         self._benched: dict[int, float] = {}
         self.benches: dict[int, Bench] = {}  # the why of `_benched` (read off the request path)
@@ -61,7 +64,7 @@ class KeyRing:
 
     def bench(self, key: str, seconds: float = 300.0, *, reason: str = "", status: int = 0,
               until_test: bool = False) -> None:
-        if self.keys is _KEYLESS:
+        if self.keyless:
             return  # nothing to rotate to: benching would refuse the provider outright
         until = math.inf if until_test else time.monotonic() + seconds
         for i, k in enumerate(self.keys):

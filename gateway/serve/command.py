@@ -14,11 +14,18 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .. import compiled
 from ..billing.setup import redis_url_problem, workers_problem
 from ..config import BundleError, load_snapshot
 from ..settings import CONFIG_ENV, ServeSettings
 from ..worker_settings import as_worker_settings
 from .connections import granian_options, plan_connections
+
+_COMPILED = {
+    "on": "request path compiled",
+    "stale": "request path NOT compiled: a source changed since the build (make native)",
+    "off": "request path not compiled (make native)",
+}
 
 
 def add_commands(sub: Any) -> None:
@@ -102,7 +109,8 @@ def serve_command(args: argparse.Namespace) -> int:
     os.environ.update(settings.to_env())  # workers are new processes: they read these
     print(
         f"tollgate: serving {settings.policies} (revision {snapshot.revision}) on "
-        f"http://{settings.host}:{settings.port} with {settings.workers} worker(s)",
+        f"http://{settings.host}:{settings.port} with {settings.workers} worker(s); "
+        f"{_COMPILED[compiled.status()]}",
         file=sys.stderr,
     )
     plan = plan_connections(settings)  # raises the descriptor limit: inherited through exec

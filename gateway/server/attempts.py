@@ -97,18 +97,21 @@ class Attempts:
                     stats = self.state.health.begin(provider.id, ring.index[api_key])
                     started = time.monotonic()
                     ok = False
+                    refused: KeyRefused | None = None
                     try:
                         result = await send(api_key)
                         ok = True
-                    except KeyRefused as refused:  # refused; the provider's other keys may serve
-                        ring.bench(api_key, reason=str(refused), status=refused.status,
-                                   until_test=refused.until_test)
-                        continue
+                    except KeyRefused as exc:
+                        refused = exc
                     except GatewayError:
                         ok = True  # the upstream answered: the request was refused, not the upstream
                         raise
                     finally:
                         self.state.health.end(stats, ok, started)
+                    if refused is not None:  # refused; the provider's other keys may serve
+                        ring.bench(api_key, reason=str(refused), status=refused.status,
+                                   until_test=refused.until_test)
+                        continue
                     break
                 else:
                     raise AttemptFailed(provider.id, "every api key of this provider was refused")

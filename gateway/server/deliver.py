@@ -23,7 +23,7 @@ from ..providers.wire.eventstream import CONTENT_TYPE as EVENTSTREAM
 from ..redact import Redactor
 from .admission import Prepared
 from .exchange import Exchange
-from .rsgi import Proto
+from .rsgi import Proto, StreamTransport
 
 _FORWARD_HEADERS = ("content-type", "openai-processing-ms", "retry-after")
 _CUT = (UpstreamTimeout, UpstreamConnectError, OSError)
@@ -66,14 +66,17 @@ async def deliver(
     if p.head.stream and is_sse:
         await _stream(proto, response, codec.stream(out), p, target, x, redactor)
         return
+    # No `await` in a `finally` in this module (a mypyc bug: docs/architecture.md)
     try:  # the whole answer (inline: a coroutine less per request)
         raw = await response.read()
-    except _CUT as exc:
-        # The upstream started answering, so it may have done the work: not retried.
-        raise UpstreamError(f"upstream {target.provider} cut its answer short ({_reason(exc)})",
-                            code="upstream_response_cut") from None
-    finally:
+    except BaseException as exc:
         await response.aclose()
+        if isinstance(exc, _CUT):
+            # The upstream started answering, so it may have done the work: not retried.
+            raise UpstreamError(f"upstream {target.provider} cut its answer short ({_reason(exc)})",
+                                code="upstream_response_cut") from None
+        raise
+    await response.aclose()
     problem = body_problem(x.endpoint, str(response.headers.get("content-type") or ""), raw)
     if problem is not None:
         raise UpstreamError(f"upstream {target.provider} answered HTTP {response.status} with {problem}",
@@ -104,6 +107,27 @@ async def _stream(
 ) -> None:
     transport = proto.response_stream(response.status, response_headers(response, target, x, p, True))
     try:
+        await _relay_stream(response, tap, p, target, x, redactor, transport)
+    except BaseException:
+        _account_stream(tap, x)
+        await response.aclose()
+        raise
+    _account_stream(tap, x)
+    await response.aclose()
+
+
+def _account_stream(tap: StreamTap, x: Exchange) -> None:
+    x.error_type = x.error_type or tap.error
+    x.usage = tap.usage
+    if tap.usage is None:  # the estimate needs the relayed text; counting it is not free
+        x.relayed_chars = tap.chars
+
+
+async def _relay_stream(
+    response: UpstreamResponse, tap: StreamTap, p: Prepared, target: RouteTarget, x: Exchange,
+    redactor: Redactor, transport: StreamTransport,
+) -> None:
+    try:
         async for chunk in response.chunks():
             data = tap.feed(chunk)
             if data:
@@ -119,12 +143,6 @@ async def _stream(
             await transport.send_bytes(cut_event(p.client_family, x.endpoint, message, tap))
     except RuntimeError:  # granian: the client is gone (RSGIProtocolClosed)
         x.cancelled = True
-    finally:
-        x.error_type = x.error_type or tap.error
-        x.usage = tap.usage
-        if tap.usage is None:  # the estimate needs the relayed text; counting it is not free
-            x.relayed_chars = tap.chars
-        await response.aclose()
 
 
 def _reason(exc: BaseException) -> str:

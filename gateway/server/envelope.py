@@ -20,6 +20,7 @@ from ..config.snapshot import KeyRuntime, Snapshot
 from ..errors import GatewayError, InvalidRequest
 from ..providers.wire.head import TOO_DEEP
 from .account_events import check_balance, check_budget
+from .disconnect import DisconnectWatch
 from .exchange import Exchange
 from .http import Headers, send_error
 from .intake import discard_body
@@ -74,6 +75,8 @@ async def serve(route: Endpoint, state: WorkerState, scope: Scope, proto: Proto)
     call = Call(state, snap, scope, proto, Exchange(route.endpoint or ""), route.family)
     watch = state.watches.watch(proto) if route.watch else None
     err: GatewayError | None = None
+    # No `await` in a `finally` in this module (a mypyc bug: docs/architecture.md): every way
+    # out of the handler ends the request through `_end`.
     try:
         await route.handler(call)
     except (GatewayError, RecursionError) as exc:
@@ -82,6 +85,7 @@ async def serve(route: Endpoint, state: WorkerState, scope: Scope, proto: Proto)
     except asyncio.CancelledError:
         task = asyncio.current_task()
         if watch is None or not watch.fired or task is None:
+            await _end(call, route, watch, None)
             raise
         task.uncancel()
         call.x.cancelled, call.x.status = True, call.x.status or 499
@@ -89,15 +93,22 @@ async def serve(route: Endpoint, state: WorkerState, scope: Scope, proto: Proto)
     except Exception:  # a bug: still answered (and recorded) in the route's shape
         log.exception("unhandled error on %s %s", scope.method, scope.path)
         err = GatewayError(INTERNAL)
-    finally:
-        if err is not None:
-            _answer_error(call, err, route)
-        if watch is not None:
-            watch.close()
-        if route.endpoint is not None:
-            await _record(call)
+    except BaseException:
+        await _end(call, route, watch, None)
+        raise
+    await _end(call, route, watch, err)
     if err is not None:  # answered early: drop the body the client may still be sending
         await discard_body(scope, proto)
+
+
+async def _end(call: Call, route: Endpoint, watch: DisconnectWatch | None, err: GatewayError | None) -> None:
+    """The error answer (if any), the disconnect watch closed, the usage row and the settle step."""
+    if err is not None:
+        _answer_error(call, err, route)
+    if watch is not None:
+        watch.close()
+    if route.endpoint is not None:
+        await _record(call)
 
 
 def _answer_error(call: Call, err: GatewayError, route: Endpoint) -> None:

@@ -17,29 +17,23 @@ from ..core.usage import TokenUsage
 from ..errors import GatewayError
 from ..usage.record import UsageRecord
 
-
-class _Ids:
-    """Unique ids without a random syscall per request: a random per-process prefix and a
-    counter, renewed after a fork (granian may fork its workers)."""
-
-    prefix = ""
-    counter = itertools.count(1)
-
-    @classmethod
-    def renew(cls) -> None:
-        cls.prefix, cls.counter = "req_" + secrets.token_hex(6), itertools.count(1)
-
-    @classmethod
-    def next(cls) -> str:
-        return f"{cls.prefix}{next(cls.counter):012x}"
+# Unique ids without a random syscall per request: a random per-process prefix and a counter,
+# renewed after a fork (granian may fork its workers).
+_id_prefix = ""
+_id_counter = itertools.count(1)
 
 
-_Ids.renew()
-os.register_at_fork(after_in_child=_Ids.renew)  # no getpid() syscall per request
+def _renew_ids() -> None:
+    global _id_prefix, _id_counter
+    _id_prefix, _id_counter = "req_" + secrets.token_hex(6), itertools.count(1)
+
+
+_renew_ids()
+os.register_at_fork(after_in_child=_renew_ids)  # no getpid() syscall per request
 
 
 def new_request_id() -> str:
-    return _Ids.next()
+    return f"{_id_prefix}{next(_id_counter):012x}"
 
 
 @dataclass(slots=True)

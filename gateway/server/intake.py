@@ -26,7 +26,7 @@ from granian._granian import RSGIProtocolError as ProtocolError
 
 from ..config.snapshot import KeyRuntime, Snapshot
 from ..core.sweep import Sweep, sweep_of
-from ..errors import BodyTooLarge, ClientError, InvalidRequest
+from ..errors import BodyCut, BodyTimeout, BodyTooLarge, MalformedBody
 from .auth import check_ip, identify
 from .disconnect import current_task
 from .exchange import Exchange
@@ -40,22 +40,6 @@ DRAIN_CAP = 64 << 20
 DRAIN_S = 10.0
 BODY_TIMEOUT_S = 300.0  # the whole body, however framed (ServeSettings.body_timeout_s)
 DEADLINE_SWEEP_S = 1.0  # how late a body timeout may fire
-
-
-class BodyCut(ClientError):
-    """The client went away before the end of its body: nobody is left to answer."""
-
-    status = 499
-    code = "client_disconnected"
-
-
-class MalformedBody(InvalidRequest):
-    code = "malformed_body"
-
-
-class BodyTimeout(ClientError):
-    status = 408
-    code = "request_timeout"
 
 
 def authenticate_request(snap: Snapshot, secret: str | None, ip: str, x: Exchange) -> KeyRuntime:

@@ -9,14 +9,11 @@ decision, a weighted choice of upstream, and the upstream's bytes streamed strai
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
-
-import msgspec
 
 from ..config.snapshot import ProviderRuntime, RouteTarget, Snapshot
 from ..core.family import family_of
 from ..errors import UpstreamError
-from ..ops.errors import error_parts
+from ..ops.errors import error_detail, error_parts
 from ..providers.adapters.base import UpstreamCall, UpstreamResponse
 from ..providers.adapters.registry import adapter_for
 from ..providers.auth.base import CredentialsUnavailable
@@ -123,11 +120,6 @@ async def _refusal(response: UpstreamResponse, provider: ProviderRuntime, snap: 
                          code="upstream_error")
 
 
-class _ErrorDoc(msgspec.Struct):
-    error: Any = None
-    message: str | None = None
-
-
 async def upstream_error_parts(response: UpstreamResponse, redactor: Redactor) -> tuple[str, tuple[str, ...]]:
     """The message (as upstream_error_detail) and the error codes, for `disable_on`."""
     try:
@@ -143,11 +135,4 @@ async def upstream_error_detail(response: UpstreamResponse, redactor: Redactor) 
         raw = await response.read()
     except (UpstreamTimeout, UpstreamConnectError, OSError):
         return "no response body"
-    text = raw[:2000].decode("utf-8", "replace")
-    try:
-        doc = msgspec.json.decode(raw, type=_ErrorDoc)
-        err = doc.error
-        text = (err.get("message") if isinstance(err, dict) else err) or doc.message or text
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        pass
-    return redactor.text(str(text))[:500]
+    return error_detail(raw, redactor)

@@ -92,12 +92,15 @@ class Ledger:
         try:
             return await acall(self.data_dir, request)
         except LedgerUnavailable:
-            if self.owner is not None:
-                raise
-            await self._try_own()
-            if self.owner is None:
+            if self.owner is not None or not await self._took_over():
                 raise
             return await acall(self.data_dir, request)
+
+    async def _took_over(self) -> bool:
+        """Whether this process owns the ledger after trying to (a function of its own: mypy, and
+        mypyc's compiled checks, would keep `self.owner` narrowed to None across the await)."""
+        await self._try_own()
+        return self.owner is not None
 
     async def query(self, sql: str) -> dict[str, Any]:
         """For `POST /admin/usage/query`, from any worker: {"columns", "rows", "truncated"}.

@@ -197,24 +197,8 @@ class H1Response:
     async def wait_head(self) -> None:
         await self._head
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        while True:
-            if self._chunks:
-                data = self._chunks.popleft()
-                self._buffered -= len(data)
-                if self._buffered < _HIGH_WATER // 2 and self.conn.transport is not None:
-                    self.conn.transport.resume_reading()
-                yield data
-            elif self._error is not None:
-                # a fresh exception each time: the stored one would keep the raising frames (and
-                # the client's response stream they hold) alive in a reference cycle, and granian
-                # ends a streamed response only when its transport object is freed
-                raise type(self._error)(*self._error.args)
-            elif self.complete:
-                return
-            else:
-                self._waiter = self.loop.create_future()
-                await self._waiter
+    def chunks(self) -> AsyncIterator[bytes]:
+        return _Chunks(self)
 
     async def read(self) -> bytes:
         """The whole body. Not through `chunks()`: an async generator per answer costs the loop's
@@ -240,3 +224,35 @@ class H1Response:
         if not self.complete:  # unfinished: drop the connection, which cancels the upstream
             self._deadlines.discard(self)
             self.conn.abort()
+
+
+class _Chunks:
+    """A response body as it arrives: an iterator object rather than an async generator (no
+    generator bookkeeping in the loop; and mypyc, which compiles this module, has none)."""
+
+    __slots__ = ("_response",)
+
+    def __init__(self, response: H1Response) -> None:
+        self._response = response
+
+    def __aiter__(self) -> _Chunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        r = self._response
+        while True:
+            if r._chunks:
+                data = r._chunks.popleft()
+                r._buffered -= len(data)
+                if r._buffered < _HIGH_WATER // 2 and r.conn.transport is not None:
+                    r.conn.transport.resume_reading()
+                return data
+            if r._error is not None:
+                # a fresh exception each time: the stored one would keep the raising frames (and
+                # the client's response stream they hold) alive in a reference cycle, and granian
+                # ends a streamed response only when its transport object is freed
+                raise type(r._error)(*r._error.args)
+            if r.complete:
+                raise StopAsyncIteration
+            r._waiter = r.loop.create_future()
+            await r._waiter
