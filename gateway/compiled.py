@@ -1,6 +1,6 @@
 """The compiled request path: the modules every request runs through, compiled to C extension
 modules by mypyc (the code is mypy --strict clean, so it compiles as written). Measured: a
-request's CPU in the worker goes from ~175 to ~90 µs (benchmarks/README.md).
+request's CPU in the worker goes from ~178 to ~143 µs (benchmarks/README.md).
 
 `python -m gateway.native_build` builds them next to their sources (`make run` and `make test` do it
 when a source changed); a machine without a C compiler runs the same modules as Python. Built
@@ -48,11 +48,12 @@ def source_of(module: str) -> Path:
     return ROOT.joinpath(*module.split(".")[1:]).with_suffix(".py")
 
 
-def digest() -> str:
-    """What the built modules were compiled from: every listed source, in order."""
+def digest(package: Path = ROOT) -> str:
+    """What the built modules were compiled from: every listed source of `package`, in order."""
     h = hashlib.sha256()
     for module in MODULES:
-        h.update(module.encode() + b"\0" + source_of(module).read_bytes() + b"\0")
+        source = package.joinpath(*module.split(".")[1:]).with_suffix(".py")
+        h.update(module.encode() + b"\0" + source.read_bytes() + b"\0")
     return h.hexdigest()
 
 

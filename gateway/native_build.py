@@ -6,7 +6,6 @@ source changed. Without mypy or a C compiler it says so and the gateway runs as 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -16,7 +15,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .compiled import GROUP, MANIFEST, MODULES, ROOT, built_files, extension_suffix, status
+from .compiled import GROUP, MANIFEST, MODULES, ROOT, built_files, digest, extension_suffix, status
 
 
 def clean() -> None:
@@ -54,10 +53,7 @@ def build(jobs: int = 0) -> None:
         for path in built_files():
             shutil.copy2(work / path.relative_to(ROOT.parent), path)
         # the digest of the copy that was compiled (the sources may have changed meanwhile)
-        copied = hashlib.sha256()
-        for module, source in zip(MODULES, sources, strict=True):
-            copied.update(module.encode() + b"\0" + (work / source).read_bytes() + b"\0")
-        MANIFEST.write_text(json.dumps({"digest": copied.hexdigest(), "abi": suffix,
+        MANIFEST.write_text(json.dumps({"digest": digest(work / "gateway"), "abi": suffix,
                                         "python": sysconfig.get_python_version()}) + "\n")
 
 
