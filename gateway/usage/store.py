@@ -85,7 +85,9 @@ class LedgerStore:
         """An in-memory instance with the file ATTACHed read-write: for a query it is DETACHed
         (a checkpoint, so the reader sees every committed row) and ATTACHed again afterwards,
         which costs ~1 ms where reopening an instance costs ~15 ms."""
-        con = duckdb.connect(":memory:", config={"temp_directory": f"{self.path}.tmp"})
+        # One thread: a batch is a few thousand rows, and a second thread only competes with the
+        # workers for the cores (measured: ~1 µs less CPU per row, less memory).
+        con = duckdb.connect(":memory:", config={"temp_directory": f"{self.path}.tmp", "threads": 1})
         con.execute("SET enable_progress_bar = false")
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET python_enable_replacements = false")
