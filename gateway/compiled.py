@@ -41,6 +41,7 @@ MODULES = (
     "gateway.routing.select", "gateway.routing.breaker",
     "gateway.usage.spool", "gateway.usage.ledger",
     "gateway.core.sweep", "gateway.redact", "gateway.ops.health",
+    "gateway.config.snapshot", "gateway.providers.translate.codec",
 )
 
 
