@@ -34,7 +34,7 @@ MODULES = (
     "gateway.server.disconnect", "gateway.server.account_events",
     "gateway.billing.store", "gateway.billing.limiter", "gateway.billing.plan",
     "gateway.billing.answers", "gateway.billing.pricing", "gateway.billing.limits",
-    "gateway.policy.rules", "gateway.policy.context",
+    "gateway.policy.rules", "gateway.policy.context", "gateway.policy.memo_key",
     "gateway.providers.adapters.base", "gateway.providers.adapters.openai",
     "gateway.providers.transport.h1client", "gateway.providers.transport.h1connection",
     "gateway.providers.codecs", "gateway.providers.keyring",

@@ -21,6 +21,7 @@ from lark import Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedToken
 
 from . import cel_parser
+from .memo_key import hashable
 
 # What rules may read: root -> its fields (an empty set means a scalar such as `now`).
 RULE_VARIABLES: Mapping[str, frozenset[str]] = {
@@ -248,19 +249,6 @@ def from_cel(value: Any) -> Any:
         return float(value)
     if isinstance(value, celtypes.StringType):
         return str(value)
-    return value
-
-
-def hashable(value: Any) -> Any:
-    """A memo key for a value. Keys must be as distinct as CEL sees the values: in Python
-    `1 == 1.0 == True` and a map could pass for a list of pairs, so booleans, floats and maps
-    carry their type (which no JSON value can forge)."""
-    if isinstance(value, dict):
-        return (dict, tuple(sorted((k, hashable(v)) for k, v in value.items())))
-    if isinstance(value, list | tuple):
-        return tuple(hashable(v) for v in value)
-    if isinstance(value, bool | float):
-        return (type(value), value)
     return value
 
 

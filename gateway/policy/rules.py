@@ -8,7 +8,8 @@ from operator import itemgetter
 from typing import Any
 
 from ..core.body_override import BodyPatch
-from .cel import CelEvalError, CompiledExpr, Lookup, hashable
+from .cel import CelEvalError, CompiledExpr, Lookup
+from .memo_key import hashable
 
 
 class RuleFailed(Exception):
