@@ -42,6 +42,8 @@ MODULES = (
     "gateway.usage.spool", "gateway.usage.ledger",
     "gateway.core.sweep", "gateway.redact", "gateway.ops.health",
     "gateway.config.snapshot", "gateway.providers.translate.codec",
+    "gateway.providers.wire.head", "gateway.providers.wire.openai_usage",
+    "gateway.providers.translate.openai_openai",
 )
 
 

@@ -13,8 +13,10 @@ import msgspec
 from ...core.usage import TokenUsage
 from ..wire.head import rewrite_form_model, rewrite_json
 from ..wire.openai_chat import error_kind, stream_error
-from ..wire.openai_usage import _Usage, normalise, usage_from_body
+from ..wire.openai_usage import normalise, usage_from_body
+from ..wire.openai_usage_types import _Usage
 from .codec import Outgoing, StreamTap
+from .openai_stream_types import _Choice, _Event
 
 STREAM_USAGE_ENDPOINTS = frozenset({"chat/completions", "completions"})
 
@@ -40,34 +42,6 @@ class OpenAICodec:
 
     def stream(self, out: Outgoing) -> StreamTap:
         return SseTap(strip_usage=not out.client_wants_usage)
-
-
-class _Delta(msgspec.Struct):
-    content: str | None = None
-    reasoning_content: str | None = None
-    tool_calls: list[msgspec.Raw] | None = None
-
-
-class _Choice(msgspec.Struct):
-    delta: _Delta | None = None
-    text: str | None = None
-    usage: _Usage | None = None  # Moonshot sends the stream's usage in its last choice
-
-
-class _Groq(msgspec.Struct):
-    usage: _Usage | None = None
-
-
-class _Response(msgspec.Struct):
-    usage: _Usage | None = None
-
-
-class _Event(msgspec.Struct):
-    choices: list[_Choice] | None = None
-    usage: _Usage | None = None
-    response: _Response | None = None  # Responses API: usage arrives in `response.completed`
-    delta: str | None = None  # Responses API text deltas
-    x_groq: _Groq | None = None  # Groq (without stream_options) sends its usage here
 
 
 _event = msgspec.json.Decoder(_Event)

@@ -11,35 +11,7 @@ from __future__ import annotations
 import msgspec
 
 from ...core.usage import TokenUsage
-
-
-class _PromptDetails(msgspec.Struct):
-    cached_tokens: int | None = None
-    cache_write_tokens: int | None = None
-
-
-class _CompletionDetails(msgspec.Struct):
-    reasoning_tokens: int | None = None
-
-
-class _Usage(msgspec.Struct):
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    prompt_tokens_details: _PromptDetails | None = None
-    input_tokens_details: _PromptDetails | None = None
-    completion_tokens_details: _CompletionDetails | None = None
-    output_tokens_details: _CompletionDetails | None = None
-    prompt_cache_hit_tokens: int | None = None  # DeepSeek's name for cache reads
-    cached_tokens: int | None = None  # Moonshot's: at the top of its usage
-
-
-class _Doc(msgspec.Struct):
-    usage: _Usage | None = None
-    data: list[msgspec.Raw] | None = None
-    object: str | None = None
-
+from .openai_usage_types import _Doc, _Usage, _VendorChunk
 
 _doc = msgspec.json.Decoder(_Doc)
 
@@ -64,19 +36,6 @@ def cached_tokens(details: int | None, cache_hit: int | None) -> int:
     `prompt_cache_hit_tokens`, whose `prompt_cache_miss_tokens` are the rest of prompt_tokens,
     billed at the input rate; Moonshot's top-level `cached_tokens`)."""
     return details if details is not None else (cache_hit or 0)
-
-
-class _VendorChoice(msgspec.Struct):
-    usage: _Usage | None = None
-
-
-class _VendorGroq(msgspec.Struct):
-    usage: _Usage | None = None
-
-
-class _VendorChunk(msgspec.Struct):
-    choices: list[_VendorChoice] | None = None
-    x_groq: _VendorGroq | None = None
 
 
 _vendor_chunk = msgspec.json.Decoder(_VendorChunk)
