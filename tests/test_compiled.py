@@ -99,3 +99,44 @@ def test_no_compiled_module_awaits_in_a_finally_block() -> None:
                 found += [f"{module}:{sub.lineno}" for stmt in node.finalbody for sub in ast.walk(stmt)
                           if isinstance(sub, ast.Await)]
     assert found == []
+
+
+# Made for every request: a dataclass's generated __init__ is Python even in a compiled class
+# (it is written by the dataclass decorator at import), so these define their own.
+PER_REQUEST = [
+    "gateway.server.envelope:Call", "gateway.server.exchange:Exchange", "gateway.server.admission:Prepared",
+    "gateway.billing.store:Ask", "gateway.billing.store:Grant", "gateway.billing.store:Settle",
+    "gateway.billing.limiter:Ticket", "gateway.billing.limits:Admission",
+    "gateway.policy.context:RequestView", "gateway.policy.context:KeyView", "gateway.policy.context:UsageView",
+    "gateway.providers.adapters.base:UpstreamCall", "gateway.providers.translate.codec:Outgoing",
+]
+
+
+@pytest.mark.parametrize("target", PER_REQUEST)
+def test_a_per_request_dataclass_is_built_by_compiled_code(target: str) -> None:
+    import importlib
+    import types
+
+    module, name = target.split(":")
+    assert module in compiled.MODULES
+    cls = getattr(importlib.import_module(module), name)
+    assert not isinstance(cls.__init__, types.FunctionType), f"{target}: its __init__ runs as Python"
+
+
+def test_an_explicit_dataclass_init_takes_every_field_in_order() -> None:
+    """So that positional calls, keywords and `dataclasses.replace` behave as the generated one."""
+    import ast
+
+    mismatched = []
+    for module in compiled.MODULES:
+        for node in ast.parse(compiled.source_of(module).read_text()).body:
+            if not (isinstance(node, ast.ClassDef) and any("dataclass" in ast.unparse(d) for d in node.decorator_list)):
+                continue
+            init = next((b for b in node.body if isinstance(b, ast.FunctionDef) and b.name == "__init__"), None)
+            if init is None:
+                continue
+            fields = [s.target.id for s in node.body if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)]
+            params = [a.arg for a in init.args.args[1:]]
+            if params != fields:
+                mismatched.append(f"{module}.{node.name}: {params} != {fields}")
+    assert mismatched == []

@@ -52,6 +52,16 @@ class Ticket:
     held: list[str]  # spend keys holding a cost reservation under `lease`
     credits: int = 0  # prepaid: the key's credits (nano-USD) when admitted (`charge` compares)
 
+    # An explicit __init__: compiled, the dataclass-made one runs as Python (docs/architecture.md)
+    def __init__(self, plan: Plan, lease: str, reserved: int, spend_keys: list[tuple[str, int]],
+                 held: list[str], credits: int = 0) -> None:
+        self.plan = plan
+        self.lease = lease
+        self.reserved = reserved
+        self.spend_keys = spend_keys
+        self.held = held
+        self.credits = credits
+
 
 def to_nano(usd: Decimal | None) -> int:
     if not usd:

@@ -24,6 +24,15 @@ class Admission:
     # period, scope): only `budget_threshold` alerts read it, so it is not computed otherwise
     budget_fn: Callable[[], tuple[float, float, str, str] | None] | None = None
 
+    # An explicit __init__: compiled, the dataclass-made one runs as Python (docs/architecture.md)
+    def __init__(self, headers: list[tuple[str, str]] | None = None, reserved_tokens: int = 0,
+                 token: Any = None,
+                 budget_fn: Callable[[], tuple[float, float, str, str] | None] | None = None) -> None:
+        self.headers = headers if headers is not None else []
+        self.reserved_tokens = reserved_tokens
+        self.token = token
+        self.budget_fn = budget_fn
+
     @property
     def budget(self) -> tuple[float, float, str, str] | None:
         return self.budget_fn() if self.budget_fn is not None else None

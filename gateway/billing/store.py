@@ -49,6 +49,18 @@ class Ask:
     # prepaid: (budget index, credits key): that budget's limit is its overdraft plus the credits
     credits: Sequence[tuple[int, str]] = ()
 
+    # An explicit __init__: compiled, the dataclass-made one runs as Python (docs/architecture.md)
+    def __init__(self, rates: Sequence[tuple[str, int, int]] = (), slots: Sequence[tuple[str, int]] = (),
+                 budgets: Sequence[tuple[str, int, int]] = (), meter: str | None = None, lease: str = "",
+                 lease_ms: int = 0, credits: Sequence[tuple[int, str]] = ()) -> None:
+        self.rates = rates
+        self.slots = slots
+        self.budgets = budgets
+        self.meter = meter
+        self.lease = lease
+        self.lease_ms = lease_ms
+        self.credits = credits
+
 
 @dataclass(slots=True)
 class Grant:
@@ -62,6 +74,20 @@ class Grant:
     held: int = 0  # refused budget: nano-USD reserved by requests in flight
     credits: list[int] = field(default_factory=list)  # per Ask.credits (refused: the failed budget's)
 
+    # An explicit __init__: compiled, the dataclass-made one runs as Python (docs/architecture.md)
+    def __init__(self, ok: bool, failed_kind: str = "", failed_index: int = 0, retry_ms: int = 0,
+                 remaining: list[int] | None = None, reset_ms: list[int] | None = None,
+                 spend: list[int] | None = None, held: int = 0, credits: list[int] | None = None) -> None:
+        self.ok = ok
+        self.failed_kind = failed_kind
+        self.failed_index = failed_index
+        self.retry_ms = retry_ms
+        self.remaining = remaining if remaining is not None else []
+        self.reset_ms = reset_ms if reset_ms is not None else []
+        self.spend = spend if spend is not None else []
+        self.held = held
+        self.credits = credits if credits is not None else []
+
 
 @dataclass(slots=True)
 class Settle:
@@ -74,6 +100,18 @@ class Settle:
     meter_tokens: int = 0
     lease: str = ""
     reservations: Sequence[str] = ()  # spend keys whose cost reservation by `lease` ends
+
+    # An explicit __init__: compiled, the dataclass-made one runs as Python (docs/architecture.md)
+    def __init__(self, tokens: Sequence[tuple[str, int, int]] = (), slots: Sequence[str] = (),
+                 spend: Sequence[tuple[str, int, int]] = (), meter: str | None = None, meter_tokens: int = 0,
+                 lease: str = "", reservations: Sequence[str] = ()) -> None:
+        self.tokens = tokens
+        self.slots = slots
+        self.spend = spend
+        self.meter = meter
+        self.meter_tokens = meter_tokens
+        self.lease = lease
+        self.reservations = reservations
 
 
 class StateStore(Protocol):

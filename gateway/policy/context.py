@@ -20,12 +20,31 @@ class RequestView:
     headers: dict[str, str] = field(default_factory=dict)
     ip: str = ""
 
+    # An explicit __init__: compiled, the dataclass-made one runs as Python (docs/architecture.md)
+    def __init__(self, model: str = "", endpoint: str = "", stream: bool = False, message_count: int = 0,
+                 max_tokens: int = 0, metadata: dict[str, Any] | None = None,
+                 headers: dict[str, str] | None = None, ip: str = "") -> None:
+        self.model = model
+        self.endpoint = endpoint
+        self.stream = stream
+        self.message_count = message_count
+        self.max_tokens = max_tokens
+        self.metadata = metadata if metadata is not None else {}
+        self.headers = headers if headers is not None else {}
+        self.ip = ip
+
 
 @dataclass(slots=True)
 class KeyView:
     id: str = ""
     group: str = ""
     tags: list[str] = field(default_factory=list)
+
+    # An explicit __init__: compiled, the dataclass-made one runs as Python (docs/architecture.md)
+    def __init__(self, id: str = "", group: str = "", tags: list[str] | None = None) -> None:
+        self.id = id
+        self.group = group
+        self.tags = tags if tags is not None else []
 
 
 @dataclass(slots=True)
@@ -35,6 +54,15 @@ class UsageView:
     budget_fraction: float = 0.0
     rpm: int = 0
     tpm: int = 0
+
+    # An explicit __init__: compiled, the dataclass-made one runs as Python (docs/architecture.md)
+    def __init__(self, spend_usd: float = 0.0, budget_usd: float = 0.0, budget_fraction: float = 0.0,
+                 rpm: int = 0, tpm: int = 0) -> None:
+        self.spend_usd = spend_usd
+        self.budget_usd = budget_usd
+        self.budget_fraction = budget_fraction
+        self.rpm = rpm
+        self.tpm = tpm
 
 
 class Facts:

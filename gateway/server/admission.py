@@ -39,6 +39,19 @@ class Prepared:
     client_family: str = "openai"
     extra_headers: list[tuple[str, str]] | None = None  # e.g. x-ratelimit-* from the limiter
 
+    # An explicit __init__: compiled, the dataclass-made one runs as Python (docs/architecture.md)
+    def __init__(self, key: KeyRuntime, head: Head, body: bytes, content_type: str, route: Route,
+                 decision: Decision, client_family: str = "openai",
+                 extra_headers: list[tuple[str, str]] | None = None) -> None:
+        self.key = key
+        self.head = head
+        self.body = body
+        self.content_type = content_type
+        self.route = route
+        self.decision = decision
+        self.client_family = client_family
+        self.extra_headers = extra_headers
+
 
 async def read_request(
     state: WorkerState, snap: Snapshot, scope: Scope, proto: Proto, x: Exchange, secret: str | None

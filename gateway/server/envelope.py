@@ -43,6 +43,17 @@ class Call:
     family: str  # the API shape of errors; a handler may narrow it (e.g. Anthropic's /v1/models)
     admission: Admission | None = None
 
+    # An explicit __init__: compiled, the dataclass-made one runs as Python (docs/architecture.md)
+    def __init__(self, state: WorkerState, snap: Snapshot, scope: Scope, proto: Proto, x: Exchange,
+                 family: str, admission: Admission | None = None) -> None:
+        self.state = state
+        self.snap = snap
+        self.scope = scope
+        self.proto = proto
+        self.x = x
+        self.family = family
+        self.admission = admission
+
     async def admit(self, key: KeyRuntime, route: str, tokens: int, token_limit: int = 0,
                     reserve_usd: Decimal | None = None) -> Headers:
         """Reserve limits and budgets for this request; the envelope settles them at the end.

@@ -60,6 +60,38 @@ class Exchange:
     task_id: str | None = None  # the asynchronous task a submit created (gateway/tasks/)
     affinity_key: str | None = None  # hashed affinity value (routing/affinity.py)
 
+    # An explicit __init__: compiled, the dataclass-made one runs as Python (docs/architecture.md)
+    def __init__(
+        self, endpoint: str, request_id: str | None = None, started_at: datetime | None = None,
+        t0: float | None = None, key: KeyRuntime | None = None, requested_model: str | None = None,
+        served_model: str | None = None, provider: str | None = None, attempts: int = 0,
+        status: int = 0, error_type: str | None = None, stream: bool = False, cancelled: bool = False,
+        usage: TokenUsage | None = None, ttft_ms: float | None = None, tags: tuple[str, ...] = (),
+        body_bytes: int = 0, relayed_chars: int = 0, action_cost: Decimal | None = None,
+        task_id: str | None = None, affinity_key: str | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.request_id = request_id if request_id is not None else new_request_id()
+        self.started_at = started_at if started_at is not None else datetime.now(UTC)
+        self.t0 = t0 if t0 is not None else time.perf_counter()
+        self.key = key
+        self.requested_model = requested_model
+        self.served_model = served_model
+        self.provider = provider
+        self.attempts = attempts
+        self.status = status
+        self.error_type = error_type
+        self.stream = stream
+        self.cancelled = cancelled
+        self.usage = usage
+        self.ttft_ms = ttft_ms
+        self.tags = tags
+        self.body_bytes = body_bytes
+        self.relayed_chars = relayed_chars
+        self.action_cost = action_cost
+        self.task_id = task_id
+        self.affinity_key = affinity_key
+
     def fail(self, err: GatewayError) -> None:
         self.status = err.status
         self.error_type = err.code or err.type

@@ -28,6 +28,21 @@ class UpstreamCall:
     headers: tuple[tuple[str, str], ...] = ()  # set by rules; added to the provider's own
     query: str = ""
 
+    # An explicit __init__: compiled, the dataclass-made one runs as Python (docs/architecture.md)
+    def __init__(self, provider: ProviderRuntime, endpoint: str, method: str, model: str, body: bytes,
+                 content_type: str, stream: bool, api_key: str, headers: tuple[tuple[str, str], ...] = (),
+                 query: str = "") -> None:
+        self.provider = provider
+        self.endpoint = endpoint
+        self.method = method
+        self.model = model
+        self.body = body
+        self.content_type = content_type
+        self.stream = stream
+        self.api_key = api_key
+        self.headers = headers
+        self.query = query
+
 
 class Adapter(Protocol):
     async def send(self, call: UpstreamCall, client: UpstreamClient) -> UpstreamResponse: ...

@@ -32,6 +32,19 @@ class Outgoing:
     multipart: bool = False
     provider: ProviderRuntime | None = None  # the upstream (e.g. Anthropic's default max_tokens)
 
+    # An explicit __init__: compiled, the dataclass-made one runs as Python (docs/architecture.md)
+    def __init__(self, endpoint: str, body: bytes, model: str, upstream_model: str, stream: bool,
+                 client_wants_usage: bool, multipart: bool = False,
+                 provider: ProviderRuntime | None = None) -> None:
+        self.endpoint = endpoint
+        self.body = body
+        self.model = model
+        self.upstream_model = upstream_model
+        self.stream = stream
+        self.client_wants_usage = client_wants_usage
+        self.multipart = multipart
+        self.provider = provider
+
 
 class StreamTap(Protocol):
     """Turns upstream stream chunks into client stream bytes as they arrive."""
