@@ -1,6 +1,7 @@
 """The compiled request path: the modules every request runs through, compiled to C extension
 modules by mypyc (the code is mypy --strict clean, so it compiles as written). Measured: a
-request's CPU in the worker goes from ~178 to ~143 µs (benchmarks/README.md).
+request's CPU (whole process tree, c=16) went from ~191 to ~108 µs with the compiled constructors
+and the rest of this list (benchmarks/README.md).
 
 `python -m gateway.native_build` builds them next to their sources (`make run` and `make test` do it
 when a source changed); a machine without a C compiler runs the same modules as Python. Built
