@@ -140,3 +140,18 @@ def test_an_explicit_dataclass_init_takes_every_field_in_order() -> None:
             if params != fields:
                 mismatched.append(f"{module}.{node.name}: {params} != {fields}")
     assert mismatched == []
+
+
+def test_no_msgspec_struct_is_defined_in_a_compiled_module() -> None:
+    """mypyc rewrites a compiled module's annotations, which is what msgspec reads: the Structs
+    live in `*_types.py` modules next to the code that decodes them (docs/architecture.md)."""
+    import importlib
+    import inspect
+
+    import msgspec
+
+    for module in compiled.MODULES:
+        found = importlib.import_module(module)
+        defined = [name for name, cls in inspect.getmembers(found, inspect.isclass)
+                   if cls.__module__ == module and issubclass(cls, msgspec.Struct)]
+        assert defined == [], f"{module} defines {defined}: move them to a *_types.py module"
