@@ -48,16 +48,16 @@ MODULES = (
 )
 
 
-def source_of(module: str) -> Path:
-    return ROOT.joinpath(*module.split(".")[1:]).with_suffix(".py")
+def source_of(module: str, package: Path = ROOT) -> Path:
+    """The `.py` file of a `gateway.*` module in `package` (this package, or a copy of it)."""
+    return package.joinpath(*module.split(".")[1:]).with_suffix(".py")
 
 
 def digest(package: Path = ROOT) -> str:
     """What the built modules were compiled from: every listed source of `package`, in order."""
     h = hashlib.sha256()
     for module in MODULES:
-        source = package.joinpath(*module.split(".")[1:]).with_suffix(".py")
-        h.update(module.encode() + b"\0" + source.read_bytes() + b"\0")
+        h.update(module.encode() + b"\0" + source_of(module, package).read_bytes() + b"\0")
     return h.hexdigest()
 
 

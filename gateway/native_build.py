@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .compiled import GROUP, MANIFEST, MODULES, ROOT, built_files, digest, extension_suffix, status
+from .compiled import GROUP, MANIFEST, MODULES, ROOT, built_files, digest, extension_suffix, source_of, status
 
 
 def clean() -> None:
@@ -37,7 +37,7 @@ def build(jobs: int = 0) -> None:
             "[mypy]\npython_version = 3.11\nstrict = true\nwarn_unused_ignores = false\n"
             "[mypy-celpy.*,lark.*,granian.*,httpx_aiohttp.*,botocore.*]\nignore_missing_imports = true\n"
         )
-        sources = [str(Path("gateway", *m.split(".")[1:]).with_suffix(".py")) for m in MODULES]
+        sources = [str(source_of(m, Path("gateway"))) for m in MODULES]
         here = os.getcwd()
         os.chdir(work)  # setuptools reads the current directory's project files: none here
         try:
