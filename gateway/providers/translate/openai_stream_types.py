@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
-from ..wire.openai_usage_types import _Usage
+from ..wire.openai_usage_types import _Usage, _UsageOnly
 
 
 class _Delta(msgspec.Struct):
@@ -20,17 +20,9 @@ class _Choice(msgspec.Struct):
     usage: _Usage | None = None  # Moonshot sends the stream's usage in its last choice
 
 
-class _Groq(msgspec.Struct):
-    usage: _Usage | None = None
-
-
-class _Response(msgspec.Struct):
-    usage: _Usage | None = None
-
-
 class _Event(msgspec.Struct):
     choices: list[_Choice] | None = None
     usage: _Usage | None = None
-    response: _Response | None = None  # Responses API: usage arrives in `response.completed`
+    response: _UsageOnly | None = None  # Responses API: usage arrives in `response.completed`
     delta: str | None = None  # Responses API text deltas
-    x_groq: _Groq | None = None  # Groq (without stream_options) sends its usage here
+    x_groq: _UsageOnly | None = None  # Groq (without stream_options) sends its usage here

@@ -34,14 +34,13 @@ class _Doc(msgspec.Struct):
     object: str | None = None
 
 
-class _VendorChoice(msgspec.Struct):
-    usage: _Usage | None = None
+class _UsageOnly(msgspec.Struct):
+    """An object of which only its `usage` is read: a vendor's stream choice (Moonshot), Groq's
+    `x_groq`, a Responses API event's `response`."""
 
-
-class _VendorGroq(msgspec.Struct):
     usage: _Usage | None = None
 
 
 class _VendorChunk(msgspec.Struct):
-    choices: list[_VendorChoice] | None = None
-    x_groq: _VendorGroq | None = None
+    choices: list[_UsageOnly] | None = None
+    x_groq: _UsageOnly | None = None
