@@ -133,3 +133,27 @@ def test_a_finished_task_is_not_asked_again_and_success_is_not_refunded(tmp_path
         await engines[0].stop()
 
     asyncio.run(run())
+
+
+def test_a_worker_with_no_task_opens_no_database_until_one_is_submitted(tmp_path: Path) -> None:
+    """Started with nothing on disk, an engine creates no file and polls nothing; a task another
+    worker submits later (same file) is then polled here too."""
+
+    async def run() -> None:
+        idle, busy = (TaskEngine(TaskStore(tmp_path / "tasks.sqlite"), 0.05, Hooks()) for _ in range(2))
+        up = Upstream("completed")
+        idle.register(up)
+        busy.register(Upstream("completed"))
+        await idle.start()
+        assert await idle.poll_once() == 0
+        assert not (tmp_path / "tasks.sqlite").exists() and idle.store._conn is None
+        await busy.add(_row("v9", age_s=1))  # the other worker's first submit creates the file
+        assert (tmp_path / "tasks.sqlite").exists()
+        deadline = time.monotonic() + 10
+        while up.calls == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert up.calls >= 1  # the idle engine's poller found it
+        await idle.stop()
+        await busy.stop()
+
+    asyncio.run(run())

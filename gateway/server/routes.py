@@ -7,7 +7,8 @@ Exact paths are looked up by (method, path); paths that carry a model or a task 
 
 from __future__ import annotations
 
-from ..console.handler import Console
+from typing import TYPE_CHECKING
+
 from ..errors import GatewayError, MethodNotAllowed, NotFound
 from . import admin, count_tokens, credits, native, provider_admin
 from .envelope import Call, Endpoint
@@ -17,6 +18,9 @@ from .realtime import endpoint as realtime
 from .relay import relay_endpoint
 from .suno import endpoints as suno
 from .videos import endpoints as videos
+
+if TYPE_CHECKING:
+    from ..console.handler import Console
 
 RELAYED = (
     "chat/completions",
@@ -57,11 +61,16 @@ GEMINI = native.GeminiRoutes(
     {v: relay_endpoint(v, native.prepare_gemini, "gemini") for v in native.EMBED_VERBS},
 )
 RETRIEVE_MODEL = Endpoint(admin.retrieve_model)
-CONSOLE = Console()  # the web console (gateway/console/): its own pages, sessions and errors
+_console_pages: Console | None = None  # the web console (gateway/console/), made by its first request
 
 
 async def _console(call: Call) -> None:
-    await CONSOLE.handle(call.state, call.snap, call.scope, call.proto)
+    global _console_pages
+    if _console_pages is None:  # imported on first use: a worker nobody opens it on never loads it
+        from ..console.handler import Console
+
+        _console_pages = Console()
+    await _console_pages.handle(call.state, call.snap, call.scope, call.proto)
 
 
 CONSOLE_ENDPOINT = Endpoint(_console)

@@ -93,6 +93,8 @@ class TaskEngine:
 
     async def poll_once(self) -> int:
         """Refresh the unfinished tasks that are due; how many were."""
+        if not self.store.present():  # no task was ever submitted here (another worker may yet)
+            return 0
         due = await self.store.claim_due(time.time(), self.poll_s, MAX_POLL_AGE_S, POLL_BATCH)
         limit = asyncio.Semaphore(POLL_CONCURRENCY)
 
@@ -115,7 +117,8 @@ class TaskEngine:
                 log.exception("polling tasks failed")
 
     async def start(self) -> TaskEngine:
-        await self.store.open()
+        if self.store.present():  # else opened by the first submit (or poll, once a file exists)
+            await self.store.open()
         self.poller = asyncio.create_task(self._poll_forever(), name="task-poller")
         return self
 

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:  # imported on first use: a worker with no task never loads SQLite (~1 MB)
+    import sqlite3
 
 T = TypeVar("T")
 
@@ -114,6 +116,10 @@ class TaskStore:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="tasks")
         self._conn: sqlite3.Connection | None = None
 
+    def present(self) -> bool:
+        """Whether there is anything on disk to open (this store's file, or the legacy one)."""
+        return self._conn is not None or self.path.exists() or self.path.with_name(_LEGACY).exists()
+
     async def open(self) -> TaskStore:
         await self._run(self._connect)
         return self
@@ -128,6 +134,8 @@ class TaskStore:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def _connect(self) -> None:
+        import sqlite3
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 10000")
