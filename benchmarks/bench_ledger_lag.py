@@ -20,13 +20,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
 from benchmarks import procs
-from benchmarks.bench_memory import redis_server
+from benchmarks.bench_memory import redis_server, role
 from benchmarks.bundle import bench_key, write_bundle
 from benchmarks.loadgen import run_wrk
 from benchmarks.targets import Endpoint, Running, free_port, wait_ready
@@ -65,29 +64,21 @@ def wait_for_rows(data: Path, expected: int, timeout: float) -> int:
 
 
 def owner_cpu(root: int) -> float:
-    pids = [p for p in procs.group_pids(root) if b"gateway.usage.ingester" in Path(f"/proc/{p}/cmdline").read_bytes()]
-    return procs.cpu_seconds(pids)
+    return procs.cpu_seconds([p for p in procs.group_pids(root) if role(p, root) == "ledger owner (ingester)"])
 
 
-class Backlog:
-    """Samples `spool_backlog` every second on a thread while the load runs."""
+class Backlog(procs.Periodic):
+    """`spool_backlog` every second while the load runs."""
 
     def __init__(self, data: Path) -> None:
-        self.data, self.samples = data, list[int]()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__(1.0)
+        self.data = data
+        self.samples: list[int] = []
 
-    def _run(self) -> None:
-        while not self._stop.wait(1.0):
-            self.samples.append(spool_backlog(self.data))
-
-    def __enter__(self) -> Backlog:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+    def sample(self) -> int:
+        value = spool_backlog(self.data)
+        self.samples.append(value)
+        return value
 
 
 def main(argv: list[str] | None = None) -> int:

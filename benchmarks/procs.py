@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 CLK = os.sysconf("SC_CLK_TCK")
 _LIVE: dict[int, Managed] = {}  # every process group started and not yet stopped
@@ -166,25 +167,23 @@ def stop_all() -> None:
         managed.stop(grace=3.0)
 
 
-class RssSampler:
-    """Samples the summed RSS of a process group every `interval` seconds; keeps the peak."""
+class Periodic:
+    """Calls `sample()` every `interval` seconds on a thread between `__enter__` and `__exit__`
+    (while `active()`), and once more at the exit."""
 
-    def __init__(self, pgid: int | None, interval: float = 0.1) -> None:
-        self.pgid = pgid
+    def __init__(self, interval: float) -> None:
         self.interval = interval
-        self.peak = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def sample(self) -> int:
-        if self.pgid is None:
-            return 0
-        value = rss_bytes(group_pids(self.pgid))
-        self.peak = max(self.peak, value)
-        return value
+        raise NotImplementedError
 
-    def __enter__(self) -> RssSampler:
-        if self.pgid is not None:
+    def active(self) -> bool:
+        return True
+
+    def __enter__(self) -> Self:
+        if self.active():
             self._thread = threading.Thread(target=self._run, daemon=True)
             self._thread.start()
         return self
@@ -198,6 +197,25 @@ class RssSampler:
         if self._thread is not None:
             self._thread.join(timeout=2)
         self.sample()
+
+
+class RssSampler(Periodic):
+    """Samples the summed RSS of a process group every `interval` seconds; keeps the peak."""
+
+    def __init__(self, pgid: int | None, interval: float = 0.1) -> None:
+        super().__init__(interval)
+        self.pgid = pgid
+        self.peak = 0
+
+    def active(self) -> bool:
+        return self.pgid is not None
+
+    def sample(self) -> int:
+        if self.pgid is None:
+            return 0
+        value = rss_bytes(group_pids(self.pgid))
+        self.peak = max(self.peak, value)
+        return value
 
 
 @dataclass
