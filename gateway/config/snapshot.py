@@ -151,11 +151,12 @@ class AdminRuntime:
 def _short_input_sha256() -> Callable[[bytes], Any]:
     """CPython's own SHA-256 where it has one: for a key's few bytes it runs far less code per
     call than OpenSSL's (hashlib's), whose setup showed in the request's profile."""
-    try:
-        module = importlib.import_module("_sha256")  # Python 3.12+ calls it _sha2
-    except ImportError:
-        return hashlib.sha256
-    return cast(Callable[[bytes], Any], module.sha256)
+    for name in ("_sha256", "_sha2"):  # Python 3.11; 3.12 and later
+        try:
+            return cast(Callable[[bytes], Any], importlib.import_module(name).sha256)
+        except (ImportError, AttributeError):
+            continue
+    return hashlib.sha256
 
 
 _sha256 = _short_input_sha256()
