@@ -19,7 +19,6 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,7 @@ import msgspec
 from .lock import socket_path
 from .parquet import ParquetSink, SinkChoice, resolve_sink
 from .spool import ready_segments
+from .turns import Turns
 
 if TYPE_CHECKING:
     from .store import LedgerStore
@@ -39,12 +39,18 @@ log = logging.getLogger("tollgate.usage")
 # (`handle` ingests first), so only the file's background freshness waits.
 INGEST_BATCH_BYTES = 4 << 20  # ~6,000 rows
 INGEST_MAX_WAIT_S = 2.0
+# The periodic ingest runs at nice 19 (turns.py); rows that have waited this long are ingested
+# at the owner's own priority instead, so a saturated core still gets its ledger written.
+TAKE_OVER_AFTER_S = 2 * INGEST_MAX_WAIT_S
+RETENTION_EVERY_S = 3600.0
 
 
 class Owner:
-    """The lock holder's work: DuckDB on one thread, ingest loop, query server. On that thread
-    the writer and the read-only instance that runs admin SQL take turns with the file (see
-    readonly_query.py), so they never hold it at the same time.
+    """The lock holder's work: DuckDB, the ingest loop, the query server. DuckDB is used by one
+    thread at a time: the foreground (queries, credits, and the ingest they do first) or the
+    background's periodic ingest at nice 19 (turns.py). The writer and the read-only instance
+    that runs admin SQL take turns with the file (see readonly_query.py), so they never hold it
+    at the same time.
 
     DuckDB is imported and the file opened on first need: the first spool segment to ingest or
     the first request on the socket (or at start with a Parquet sink, to export what a crashed
@@ -65,7 +71,7 @@ class Owner:
         self.spool_dir = data_dir / "spool"
         self._lock_fd = lock_fd
         self._retention_days = retention_days
-        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-db")
+        self._turns = Turns(self._preempt)
         self._opening = asyncio.Lock()
         self.store: LedgerStore | None = None
         self._sink: ParquetSink | None = None
@@ -88,7 +94,11 @@ class Owner:
         log.info("usage ledger owned by pid %d (%s)", os.getpid(), self.data_dir / "usage.duckdb")
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
+        return await self._turns.foreground(fn, *args)
+
+    def _preempt(self) -> None:
+        if self.store is not None:
+            self.store.preempt()
 
     async def _open(self) -> LedgerStore:
         async with self._opening:  # two first requests at once opened it twice ("already attached")
@@ -109,18 +119,40 @@ class Owner:
 
     async def ingest_due(self) -> int:
         """The periodic ingest: only when the ready segments hold `INGEST_BATCH_BYTES` or the
-        oldest has waited `INGEST_MAX_WAIT_S` (a light load still lands within that)."""
-        if not await self._call(_batch_due, self.spool_dir):
+        oldest has waited `INGEST_MAX_WAIT_S` (a light load still lands within that). It runs on
+        the background thread; the foreground takes over rows that have waited
+        `TAKE_OVER_AFTER_S`, and does the hourly retention."""
+        size, waited = _ready_batch(self.spool_dir)
+        if size < INGEST_BATCH_BYTES and (size == 0 or waited < INGEST_MAX_WAIT_S):
             return 0
-        return await self.ingest()
+        store = self.store
+        if store is None or waited >= TAKE_OVER_AFTER_S or self._retention_due():
+            return await self.ingest()
+        job = self._turns.background(lambda: self._ingest_background(store))
+        with contextlib.suppress(TimeoutError):
+            added = await asyncio.wait_for(asyncio.shield(job), TAKE_OVER_AFTER_S - waited)
+            if added is not None:
+                if added:
+                    self.last_work = time.monotonic()
+                return added
+        return await self.ingest()  # preempts the background batch if it still runs
+
+    def _ingest_background(self, store: LedgerStore) -> int:
+        try:
+            return store.ingest(ready_segments(self.spool_dir), background=True)
+        except Exception:  # its segments stay in the spool for the foreground
+            log.exception("background usage ingest failed")
+            return 0
+
+    def _retention_due(self) -> bool:
+        return time.time() - self._last_retention > RETENTION_EVERY_S
 
     async def _ingest(self, store: LedgerStore) -> int:
 
         def work() -> int:
             added = store.ingest(ready_segments(self.spool_dir))
-            now = time.time()
-            if now - self._last_retention > 3600:  # retention: at start, then hourly
-                self._last_retention = now
+            if self._retention_due():  # retention: at start, then hourly
+                self._last_retention = time.time()
                 store.apply_retention(self._retention_days())
             return added
 
@@ -188,17 +220,19 @@ class Owner:
             with contextlib.suppress(Exception):
                 await self.ingest()
             await self._call(self.store.close)
-        self._db.shutdown(wait=True)
+        self._turns.shutdown()
 
 
-def _batch_due(spool_dir: Path) -> bool:
-    size, oldest = 0, time.time()
+def _ready_batch(spool_dir: Path) -> tuple[int, float]:
+    """The ready segments' bytes and the seconds the oldest has waited (a few stat calls)."""
+    size, now = 0, time.time()
+    oldest = now
     for path in ready_segments(spool_dir):
         with contextlib.suppress(OSError):  # taken by another ingest meanwhile
             info = path.stat()
             size += info.st_size
             oldest = min(oldest, info.st_mtime)
-    return size >= INGEST_BATCH_BYTES or (size > 0 and time.time() - oldest >= INGEST_MAX_WAIT_S)
+    return size, now - oldest
 
 
 def _listener(data_dir: Path) -> socket.socket:

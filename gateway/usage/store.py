@@ -20,6 +20,7 @@ import contextlib
 import datetime as dt
 import logging
 import shutil
+import threading
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -51,6 +52,10 @@ _INSERT_NEW = f"INSERT INTO usage ({_COLUMN_LIST}) {_SELECT_NEW}"
 _BAD_INPUT = (duckdb.InvalidInputException, duckdb.ConversionException)  # not I/O errors: those retry
 
 
+class Preempted(Exception):
+    """A background ingest stopped for a foreground call (turns.py)."""
+
+
 class LedgerStore:
     """`parquet`: also write ingested rows there (see parquet.py). `inherit_parquet`: without a
     sink, still queue rows for it if the file's last owner had one (a one-call owner)."""
@@ -72,6 +77,9 @@ class LedgerStore:
         if parquet is not None:  # a mount that is away must not stop ingesting: the export retries
             self._dirs.append(parquet.directory)
         self._reader: duckdb.DuckDBPyConnection | None = None
+        self._preemptible = False  # a background batch's statements are running
+        self._preempted = False
+        self._guard = threading.Lock()  # the two above
         self._writer = self._open_writer()
         self._attached = True
         con = self._writer
@@ -158,48 +166,86 @@ class LedgerStore:
         check_select(sql)  # before closing the writer for nothing
         return run_select(self._read_only(), sql, self.query_timeout_s, limit, params)
 
-    def ingest(self, segments: list[Path]) -> int:
+    def ingest(self, segments: list[Path], background: bool = False) -> int:
         """Load closed spool segments, then delete them; returns the number of rows added.
-        A segment DuckDB cannot read is set aside as `<name>.bad` (logged), never retried."""
+        A segment DuckDB cannot read is set aside as `<name>.bad` (logged), never retried.
+        `background`: `preempt()` may stop it (0 rows; the segments stay in the spool)."""
         todo = [p for p in segments if p.exists() and p.stat().st_size > 0]
         try:
-            added = self._load(todo)
-        except _BAD_INPUT:
-            added = 0
-            for p in todo:  # find the culprit; the others load one by one
-                try:
-                    added += self._load([p])
-                except _BAD_INPUT as exc:
-                    log.error("usage spool segment %s cannot be loaded (%s); kept as .bad", p, exc)
-                    with contextlib.suppress(OSError):
-                        p.rename(p.with_name(p.name + ".bad"))
+            added = self._load_all(todo, background)
+        except (Preempted, duckdb.InterruptException):
+            return 0
         for p in segments:
             with contextlib.suppress(OSError):
                 p.unlink()
         self._parquet_export()  # at most once per interval
         return added
 
-    def _load(self, files: list[Path]) -> int:
+    def preempt(self) -> None:
+        """Stop a background ingest's statements (from another thread); a no-op otherwise."""
+        with self._guard:
+            if self._preemptible:
+                self._preempted = True
+                self._writer.interrupt()
+
+    def _load_all(self, todo: list[Path], background: bool) -> int:
+        try:
+            return self._load(todo, background)
+        except _BAD_INPUT:
+            added = 0
+            for p in todo:  # find the culprit; the others load one by one
+                try:
+                    added += self._load([p], background)
+                except _BAD_INPUT as exc:
+                    log.error("usage spool segment %s cannot be loaded (%s); kept as .bad", p, exc)
+                    with contextlib.suppress(OSError):
+                        p.rename(p.with_name(p.name + ".bad"))
+            return added
+
+    def _load(self, files: list[Path], background: bool = False) -> int:
         if not files:
             return 0
         con = self.con
-        con.execute("BEGIN")
+        with self._guard:  # only these statements may be interrupted (not an ATTACH or an export)
+            self._preemptible, self._preempted = background, False
         try:
-            con.execute(_LOAD, [[str(p.resolve()) for p in files]])
+            return self._insert(con, files)
+        finally:
+            with self._guard:
+                self._preemptible = False
+
+    def _insert(self, con: duckdb.DuckDBPyConnection, files: list[Path]) -> int:
+        self._step(con, "BEGIN")
+        try:
+            self._step(con, _LOAD, [[str(p.resolve()) for p in files]])
             if self.parquet.active:  # the same new rows go to usage and to the Parquet outbox
-                con.execute(f"CREATE OR REPLACE TEMP TABLE fresh AS {_SELECT_NEW}")
+                self._step(con, f"CREATE OR REPLACE TEMP TABLE fresh AS {_SELECT_NEW}")
                 copy = f"INSERT INTO usage ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM fresh"
-                row = con.execute(copy).fetchone()
+                row = self._step(con, copy).fetchone()
                 self.parquet.queue("fresh")
-                con.execute("DROP TABLE fresh")
+                self._step(con, "DROP TABLE fresh")
             else:
-                row = con.execute(_INSERT_NEW).fetchone()
-            con.execute("DROP TABLE batch")
+                row = self._step(con, _INSERT_NEW).fetchone()
+            self._step(con, "DROP TABLE batch")
+            self._unpreemptible()  # an interrupted COMMIT or ROLLBACK would leave it undecided
             con.execute("COMMIT")
         except Exception:
+            self._unpreemptible(check=False)
             con.execute("ROLLBACK")
             raise
         return int(row[0]) if row else 0
+
+    def _unpreemptible(self, check: bool = True) -> None:
+        with self._guard:
+            self._preemptible = False
+            if check and self._preempted:
+                raise Preempted
+
+    def _step(self, con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None,
+              ) -> duckdb.DuckDBPyConnection:
+        if self._preempted:  # DuckDB drops an interrupt that comes between two statements
+            raise Preempted
+        return con.execute(sql, params)
 
     def export(self, out: Path, fmt: str, sql: str = "SELECT * FROM usage ORDER BY started_at",
                params: list[Any] | None = None) -> int:

@@ -1,0 +1,128 @@
+"""The owner's periodic ingest runs on a nice-19 background thread; a query never waits behind it
+(it interrupts the batch, which rolls back and leaves its rows to the query's own ingest), and
+rows the background does not get to in time are ingested by the foreground."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.usage import owner as owner_module
+from gateway.usage import store as store_module
+from gateway.usage.lock import try_lock
+from gateway.usage.owner import Owner
+from gateway.usage.spool import ready_segments
+from gateway.usage.turns import BACKGROUND_NICE
+
+from .test_ledger_batching import age, count, spool_rows
+
+SLOW = "SELECT count(*) FROM range(100000000000) a, range(10) b"  # hours, unless interrupted
+
+
+async def started_owner(data: Path) -> Owner:
+    fd = try_lock(data)
+    assert fd is not None
+    owner = Owner(data, fd, lambda: None, parquet=None)
+    await owner.start()
+    spool_rows(data, "first", 2)  # opens the file (DuckDB) through a query
+    assert await count(owner) == 2
+    return owner
+
+
+async def until(check: Any, deadline_s: float = 20.0) -> None:
+    end = time.monotonic() + deadline_s
+    while not check():
+        assert time.monotonic() < end, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+def test_the_background_ingest_runs_at_nice_19_and_the_foreground_does_not(tmp_path: Path) -> None:
+    async def scenario() -> tuple[int, int, int]:
+        owner = await started_owner(tmp_path)
+        try:
+            spool_rows(tmp_path, "bg", 5)
+            age(tmp_path, owner_module.INGEST_MAX_WAIT_S + 0.1)
+            assert await owner.ingest_due() == 5
+            tid = owner._turns.background_tid
+            assert tid is not None
+            fg = await owner._call(threading.get_native_id)
+            return os.getpriority(os.PRIO_PROCESS, tid), os.getpriority(os.PRIO_PROCESS, fg), await count(owner)
+        finally:
+            await owner.close()
+
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    bg, fg, rows = asyncio.run(scenario())
+    assert bg == BACKGROUND_NICE
+    assert fg == before
+    assert rows == 7
+
+
+def test_a_query_interrupts_a_running_background_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    insert = store_module.LedgerStore._insert
+    slow_started = threading.Event()
+
+    def slow_in_background(self: Any, con: Any, files: list[Path]) -> int:
+        if self._preemptible:  # the background batch only: the query's own ingest is not slowed
+            slow_started.set()
+            self._step(con, "BEGIN")
+            try:
+                self._step(con, SLOW)
+            finally:
+                self._unpreemptible(check=False)
+                con.execute("ROLLBACK")
+        return int(insert(self, con, files))
+
+    monkeypatch.setattr(store_module.LedgerStore, "_insert", slow_in_background)
+
+    async def scenario() -> None:
+        owner = await started_owner(tmp_path)
+        try:
+            spool_rows(tmp_path, "late", 4)
+            age(tmp_path, owner_module.INGEST_MAX_WAIT_S + 0.1)
+            periodic = asyncio.ensure_future(owner.ingest_due())
+            await until(slow_started.is_set)
+            t0 = time.monotonic()
+            assert await count(owner) == 6  # the batch's rows, ingested by the query itself
+            assert time.monotonic() - t0 < 30  # not the hours of SLOW
+            assert await periodic == 0  # the batch gave way (its take-over found nothing left)
+            assert ready_segments(tmp_path / "spool") == []
+            assert await count(owner) == 6  # rolled back: nothing twice
+        finally:
+            await owner.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_foreground_takes_over_rows_the_background_does_not_get_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(owner_module, "TAKE_OVER_AFTER_S", owner_module.INGEST_MAX_WAIT_S + 1.0)
+
+    async def scenario() -> None:
+        owner = await started_owner(tmp_path)
+        starved = threading.Event()
+        try:
+            # A starved background thread: busy with something else until the test lets it go.
+            owner._turns._bg.submit(starved.wait, 60)
+            spool_rows(tmp_path, "waiting", 3)
+            age(tmp_path, owner_module.INGEST_MAX_WAIT_S + 0.1)
+            t0 = time.monotonic()
+            assert await owner.ingest_due() == 3  # by the foreground, after the take-over delay
+            assert 0.5 < time.monotonic() - t0 < 20
+            assert ready_segments(tmp_path / "spool") == []
+            starved.set()
+            spool_rows(tmp_path, "old", 2)
+            age(tmp_path, owner_module.TAKE_OVER_AFTER_S + 0.1)  # already too old: foreground at once
+            assert await owner.ingest_due() == 2
+            assert await count(owner) == 7
+        finally:
+            starved.set()
+            await owner.close()
+
+    asyncio.run(scenario())
