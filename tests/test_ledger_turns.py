@@ -1,6 +1,7 @@
-"""The owner's periodic ingest runs on a nice-19 background thread; a query never waits behind it
-(it interrupts the batch, which rolls back and leaves its rows to the query's own ingest), and
-rows the background does not get to in time are ingested by the foreground."""
+"""The owner's periodic ingest runs on a nice-19 background thread and its queries on a nice-10
+foreground one; a query never waits behind a batch (it interrupts it: the batch rolls back and
+leaves its rows to the query's own ingest), and rows the background does not get to in time are
+ingested at the process's own priority (the overdue thread)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from gateway.usage import store as store_module
 from gateway.usage.lock import try_lock
 from gateway.usage.owner import Owner
 from gateway.usage.spool import ready_segments
-from gateway.usage.turns import BACKGROUND_NICE
+from gateway.usage.turns import BACKGROUND_NICE, FOREGROUND_NICE
 
 from .test_ledger_batching import age, count, spool_rows
 
@@ -42,25 +43,28 @@ async def until(check: Any, deadline_s: float = 20.0) -> None:
         await asyncio.sleep(0.01)
 
 
-def test_the_background_ingest_runs_at_nice_19_and_the_foreground_does_not(tmp_path: Path) -> None:
-    async def scenario() -> tuple[int, int, int]:
+def test_each_thread_has_its_priority(tmp_path: Path) -> None:
+    async def scenario() -> dict[str, int]:
         owner = await started_owner(tmp_path)
         try:
             spool_rows(tmp_path, "bg", 5)
             age(tmp_path, owner_module.INGEST_MAX_WAIT_S + 0.1)
-            assert await owner.ingest_due() == 5
-            tid = owner._turns.background_tid
-            assert tid is not None
+            assert await owner.ingest_due() == 5  # the background thread
+            spool_rows(tmp_path, "due", 1)
+            age(tmp_path, owner_module.TAKE_OVER_AFTER_S + 0.1)
+            assert await owner.ingest_due() == 1  # the overdue thread
+            assert await count(owner) == 8
             fg = await owner._call(threading.get_native_id)
-            return os.getpriority(os.PRIO_PROCESS, tid), os.getpriority(os.PRIO_PROCESS, fg), await count(owner)
+            assert owner._turns.tids["ledger-db"] == fg
+            return {lane: os.getpriority(os.PRIO_PROCESS, tid) for lane, tid in owner._turns.tids.items()}
         finally:
             await owner.close()
 
     before = os.getpriority(os.PRIO_PROCESS, 0)
-    bg, fg, rows = asyncio.run(scenario())
-    assert bg == BACKGROUND_NICE
-    assert fg == before
-    assert rows == 7
+    nice = asyncio.run(scenario())
+    assert nice == {"ledger-bg": BACKGROUND_NICE, "ledger-db": min(19, max(before, FOREGROUND_NICE)),
+                    "ledger-due": before}
+    assert os.getpriority(os.PRIO_PROCESS, 0) == before
 
 
 def test_a_query_interrupts_a_running_background_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -113,14 +117,34 @@ def test_the_foreground_takes_over_rows_the_background_does_not_get_to(
             spool_rows(tmp_path, "waiting", 3)
             age(tmp_path, owner_module.INGEST_MAX_WAIT_S + 0.1)
             t0 = time.monotonic()
-            assert await owner.ingest_due() == 3  # by the foreground, after the take-over delay
+            assert await owner.ingest_due() == 3  # by the overdue thread, after the take-over delay
+            assert "ledger-due" in owner._turns.tids
             assert 0.5 < time.monotonic() - t0 < 20
             assert ready_segments(tmp_path / "spool") == []
-            starved.set()
-            spool_rows(tmp_path, "old", 2)
-            age(tmp_path, owner_module.TAKE_OVER_AFTER_S + 0.1)  # already too old: foreground at once
+            starved.set()  # the batch queued behind it runs, finds nothing left, and ends
+            await asyncio.wrap_future(owner._turns._bg.submit(lambda: None))
+            background_batches: list[int] = []
+            run_background = owner._ingest_background
+
+            def counted(store: Any) -> int:
+                background_batches.append(1)
+                return run_background(store)
+
+            monkeypatch.setattr(owner, "_ingest_background", counted)
+            spool_rows(tmp_path, "held", 2)
+            age(tmp_path, owner_module.INGEST_MAX_WAIT_S + 0.1)
+            assert await owner.ingest_due() == 2  # for a while after a take-over: not the background
+            assert background_batches == []
+            owner._saturated_until = 0.0  # the hold is over
+            spool_rows(tmp_path, "fresh", 2)
+            age(tmp_path, owner_module.INGEST_MAX_WAIT_S + 0.1)
             assert await owner.ingest_due() == 2
-            assert await count(owner) == 7
+            assert background_batches == [1]
+            spool_rows(tmp_path, "old", 2)
+            age(tmp_path, owner_module.TAKE_OVER_AFTER_S + 0.1)  # already too old: overdue at once
+            assert await owner.ingest_due() == 2
+            assert background_batches == [1]
+            assert await count(owner) == 11
         finally:
             starved.set()
             await owner.close()

@@ -109,12 +109,10 @@ def main() -> int:
         level=os.environ.get("TOLLGATE_LOG_LEVEL", "info").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # The ledger's work (ingest, the console's and admin queries) gives way to the relay: on a
-    # small box a console page's scans of a big ledger otherwise take the workers' cores
-    # (benchmarks/bench_console.py); rows wait in the spool meanwhile, nothing is lost.
-    if args.inherit is None:  # (an idle release re-executes this process: it is niced already)
-        with contextlib.suppress(OSError):
-            os.nice(10)
+    # The ledger's work gives way to the relay thread by thread (usage/turns.py): the console's
+    # and admin queries at nice 10 (on a small box a console page's scans of a big ledger
+    # otherwise take the workers' cores: benchmarks/bench_console.py), the periodic ingest at 19;
+    # only rows left waiting too long are ingested at this process's own priority.
     if args.no_parquet:
         return asyncio.run(run(args.data_dir, args.policies, args.interval, None, args.idle_release,
                                args.inherit))

@@ -42,6 +42,10 @@ INGEST_MAX_WAIT_S = 2.0
 # The periodic ingest runs at nice 19 (turns.py); rows that have waited this long are ingested
 # at the owner's own priority instead, so a saturated core still gets its ledger written.
 TAKE_OVER_AFTER_S = 2 * INGEST_MAX_WAIT_S
+# After a take-over the periodic ingest skips the background this long: the core is saturated,
+# and a nice-19 thread starved in the middle of a batch holds the connection (and at times the
+# GIL) until it gets the core to stop.
+SATURATED_HOLD_S = 10.0
 RETENTION_EVERY_S = 3600.0
 
 
@@ -79,6 +83,7 @@ class Owner:
         self._listener: socket.socket | None = None
         self._last_retention = 0.0
         self._active = 0  # socket requests being answered
+        self._saturated_until = 0.0  # monotonic: the periodic ingest skips the background until then
         self.last_work = time.monotonic()  # last ingested row or answered request
 
     async def start(self, listen_fd: int | None = None) -> None:
@@ -108,11 +113,12 @@ class Owner:
                 self.store = await self._call(LedgerStore, self.data_dir / "usage.duckdb", 60.0, self._sink)
         return self.store
 
-    async def ingest(self) -> int:
+    async def ingest(self, overdue: bool = False) -> int:
+        """Every ready segment, on the foreground thread (`overdue`: on the overdue one)."""
         if self.store is None and not await self._call(ready_segments, self.spool_dir):
             return 0  # nothing to load: DuckDB stays unloaded
         store = await self._open()
-        added = await self._ingest(store)
+        added = await self._ingest(store, overdue)
         if added:
             self.last_work = time.monotonic()
         return added
@@ -120,14 +126,19 @@ class Owner:
     async def ingest_due(self) -> int:
         """The periodic ingest: only when the ready segments hold `INGEST_BATCH_BYTES` or the
         oldest has waited `INGEST_MAX_WAIT_S` (a light load still lands within that). It runs on
-        the background thread; the foreground takes over rows that have waited
-        `TAKE_OVER_AFTER_S`, and does the hourly retention."""
+        the background thread; rows that have waited `TAKE_OVER_AFTER_S`, and every batch for
+        `SATURATED_HOLD_S` after that, go to the overdue thread; the hourly retention to the
+        foreground (turns.py)."""
         size, waited = _ready_batch(self.spool_dir)
         if size < INGEST_BATCH_BYTES and (size == 0 or waited < INGEST_MAX_WAIT_S):
             return 0
         store = self.store
-        if store is None or waited >= TAKE_OVER_AFTER_S or self._retention_due():
+        if store is None or self._retention_due():
             return await self.ingest()
+        if waited >= TAKE_OVER_AFTER_S:  # the last round did not keep up
+            self._saturated_until = time.monotonic() + SATURATED_HOLD_S
+        if time.monotonic() < self._saturated_until:
+            return await self.ingest(overdue=True)
         job = self._turns.background(lambda: self._ingest_background(store))
         with contextlib.suppress(TimeoutError):
             added = await asyncio.wait_for(asyncio.shield(job), TAKE_OVER_AFTER_S - waited)
@@ -135,7 +146,8 @@ class Owner:
                 if added:
                     self.last_work = time.monotonic()
                 return added
-        return await self.ingest()  # preempts the background batch if it still runs
+        self._saturated_until = time.monotonic() + SATURATED_HOLD_S
+        return await self.ingest(overdue=True)  # preempts the background batch if it still runs
 
     def _ingest_background(self, store: LedgerStore) -> int:
         try:
@@ -147,16 +159,16 @@ class Owner:
     def _retention_due(self) -> bool:
         return time.time() - self._last_retention > RETENTION_EVERY_S
 
-    async def _ingest(self, store: LedgerStore) -> int:
+    async def _ingest(self, store: LedgerStore, overdue: bool) -> int:
 
         def work() -> int:
             added = store.ingest(ready_segments(self.spool_dir))
-            if self._retention_due():  # retention: at start, then hourly
+            if not overdue and self._retention_due():  # retention: at start, then hourly
                 self._last_retention = time.time()
                 store.apply_retention(self._retention_days())
             return added
 
-        return int(await self._call(work))
+        return int(await (self._turns.overdue(work) if overdue else self._call(work)))
 
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         from .store import dispatch
