@@ -51,8 +51,8 @@ RETENTION_EVERY_S = 3600.0
 
 class Owner:
     """The lock holder's work: DuckDB, the ingest loop, the query server. DuckDB is used by one
-    thread at a time: the foreground (queries, credits, and the ingest they do first) or the
-    background's periodic ingest at nice 19 (turns.py). The writer and the read-only instance
+    thread at a time (turns.py): the foreground (queries, credits, and the ingest they do first),
+    the background's periodic ingest at nice 19, or the overdue thread. The writer and the read-only instance
     that runs admin SQL take turns with the file (see readonly_query.py), so they never hold it
     at the same time.
 

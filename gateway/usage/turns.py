@@ -125,5 +125,6 @@ class Turns:
         with self._state:
             if self._background_busy:
                 self.interrupt()
-        for lane in (self._bg, self._due, self._fg):
+        self._bg.shutdown(wait=True, cancel_futures=True)  # a batch not started yet is not needed
+        for lane in (self._due, self._fg):
             lane.shutdown(wait=True)
