@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from gateway.usage import owner as owner_module
-from gateway.usage import store as store_module
+from gateway.usage.batch_load import BatchLoader
 from gateway.usage.lock import try_lock
 from gateway.usage.owner import Owner
 from gateway.usage.spool import ready_segments
@@ -68,21 +68,21 @@ def test_each_thread_has_its_priority(tmp_path: Path) -> None:
 
 
 def test_a_query_interrupts_a_running_background_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    insert = store_module.LedgerStore._insert
+    insert = BatchLoader._insert
     slow_started = threading.Event()
 
-    def slow_in_background(self: Any, con: Any, files: list[Path]) -> int:
-        if self._preemptible:  # the background batch only: the query's own ingest is not slowed
+    def slow_in_background(self: BatchLoader, con: Any, parquet: Any, files: list[Path]) -> int:
+        if self.preemptible:  # the background batch only: the query's own ingest is not slowed
             slow_started.set()
-            self._step(con, "BEGIN")
+            self.step(con, "BEGIN")
             try:
-                self._step(con, SLOW)
+                self.step(con, SLOW)
             finally:
-                self._unpreemptible(check=False)
+                self.settle(check=False)
                 con.execute("ROLLBACK")
-        return int(insert(self, con, files))
+        return insert(self, con, parquet, files)
 
-    monkeypatch.setattr(store_module.LedgerStore, "_insert", slow_in_background)
+    monkeypatch.setattr(BatchLoader, "_insert", slow_in_background)
 
     async def scenario() -> None:
         owner = await started_owner(tmp_path)

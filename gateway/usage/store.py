@@ -1,13 +1,9 @@
 """The DuckDB side of the ledger, used only by the process that holds the ingest lock.
 
-Spool segments are loaded in batches with `read_json` (never row by row). A row whose
-`request_id` is already in the table is skipped (an anti-join against the rows that started no
-earlier than the batch's oldest: a re-read row is byte-identical, so its duplicate is among
-them, and DuckDB's zone maps skip the rest), so a crash between loading a segment and deleting
-it never counts a request twice.
-
-With a Parquet sink (see parquet.py), the rows an ingest adds also join an outbox in the same
-transaction, and are written as Parquet from there.
+Spool segments are loaded in batches with `read_json` (never row by row), each in one
+transaction that skips rows already counted and that a foreground call may stop
+(batch_load.py). With a Parquet sink (see parquet.py), the rows an ingest adds also join an
+outbox in the same transaction, and are written as Parquet from there.
 
 Admin SQL never runs on this read-write connection: `query` and `export` detach the file from it
 and open a read-only instance that cannot touch files (readonly_query.py); the next write
@@ -20,7 +16,6 @@ import contextlib
 import datetime as dt
 import logging
 import shutil
-import threading
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -29,31 +24,14 @@ from typing import Any
 import duckdb
 
 from . import credits_store
+from .batch_load import BatchLoader, Preempted
 from .parquet import ParquetExporter, ParquetSink
 from .readonly_query import QueryError as QueryError  # re-exported: callers catch it from here
 from .readonly_query import check_select, copy_select, open_reader, run_select
 from .schema import COLUMNS, TABLES, VIEWS
 
 log = logging.getLogger("tollgate.usage")
-_JSON_COLUMNS = "{" + ", ".join(f"'{name}': '{kind}'" for name, kind in COLUMNS.items()) + "}"
-_COLUMN_LIST = ", ".join(f'"{c}"' for c in COLUMNS)
-_LOAD = (
-    f"CREATE OR REPLACE TEMP TABLE batch AS SELECT {_COLUMN_LIST} FROM read_json(?, "
-    f"format='newline_delimited', columns={_JSON_COLUMNS})"
-)
-_SELECT_NEW = f"""
-SELECT {_COLUMN_LIST} FROM batch
-ANTI JOIN (SELECT request_id FROM usage WHERE started_at >= (SELECT min(started_at) FROM batch))
-    USING (request_id)
-QUALIFY row_number() OVER (PARTITION BY request_id) = 1
-"""
-_INSERT_NEW = f"INSERT INTO usage ({_COLUMN_LIST}) {_SELECT_NEW}"
-
 _BAD_INPUT = (duckdb.InvalidInputException, duckdb.ConversionException)  # not I/O errors: those retry
-
-
-class Preempted(Exception):
-    """A background ingest stopped for a foreground call (turns.py)."""
 
 
 class LedgerStore:
@@ -77,9 +55,7 @@ class LedgerStore:
         if parquet is not None:  # a mount that is away must not stop ingesting: the export retries
             self._dirs.append(parquet.directory)
         self._reader: duckdb.DuckDBPyConnection | None = None
-        self._preemptible = False  # a background batch's statements are running
-        self._preempted = False
-        self._guard = threading.Lock()  # the two above
+        self._batches = BatchLoader()
         self._writer = self._open_writer()
         self._attached = True
         con = self._writer
@@ -183,10 +159,7 @@ class LedgerStore:
 
     def preempt(self) -> None:
         """Stop a background ingest's statements (from another thread); a no-op otherwise."""
-        with self._guard:
-            if self._preemptible:
-                self._preempted = True
-                self._writer.interrupt()
+        self._batches.preempt()
 
     def _load_all(self, todo: list[Path], background: bool) -> int:
         try:
@@ -203,49 +176,7 @@ class LedgerStore:
             return added
 
     def _load(self, files: list[Path], background: bool = False) -> int:
-        if not files:
-            return 0
-        con = self.con
-        with self._guard:  # only these statements may be interrupted (not an ATTACH or an export)
-            self._preemptible, self._preempted = background, False
-        try:
-            return self._insert(con, files)
-        finally:
-            with self._guard:
-                self._preemptible = False
-
-    def _insert(self, con: duckdb.DuckDBPyConnection, files: list[Path]) -> int:
-        self._step(con, "BEGIN")
-        try:
-            self._step(con, _LOAD, [[str(p.resolve()) for p in files]])
-            if self.parquet.active:  # the same new rows go to usage and to the Parquet outbox
-                self._step(con, f"CREATE OR REPLACE TEMP TABLE fresh AS {_SELECT_NEW}")
-                copy = f"INSERT INTO usage ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM fresh"
-                row = self._step(con, copy).fetchone()
-                self.parquet.queue("fresh")
-                self._step(con, "DROP TABLE fresh")
-            else:
-                row = self._step(con, _INSERT_NEW).fetchone()
-            self._step(con, "DROP TABLE batch")
-            self._unpreemptible()  # an interrupted COMMIT or ROLLBACK would leave it undecided
-            con.execute("COMMIT")
-        except Exception:
-            self._unpreemptible(check=False)
-            con.execute("ROLLBACK")
-            raise
-        return int(row[0]) if row else 0
-
-    def _unpreemptible(self, check: bool = True) -> None:
-        with self._guard:
-            self._preemptible = False
-            if check and self._preempted:
-                raise Preempted
-
-    def _step(self, con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None,
-              ) -> duckdb.DuckDBPyConnection:
-        if self._preempted:  # DuckDB drops an interrupt that comes between two statements
-            raise Preempted
-        return con.execute(sql, params)
+        return self._batches.load(self.con, self.parquet, files, background)
 
     def export(self, out: Path, fmt: str, sql: str = "SELECT * FROM usage ORDER BY started_at",
                params: list[Any] | None = None) -> int:
