@@ -47,7 +47,8 @@ def lower_priority(nice: int) -> int:
 
 
 class Turns:
-    """`interrupt`: stops the background batch's statements (called with the turn state held)."""
+    """`interrupt`: stops the background batch's statements; a no-op when none runs (the store
+    knows: batch_load.py), so it is called without asking."""
 
     def __init__(self, interrupt: Callable[[], None] = _nothing) -> None:
         self.interrupt = interrupt
@@ -56,9 +57,8 @@ class Turns:
         self._bg = self._lane("ledger-bg", BACKGROUND_NICE)
         self._due = self._lane("ledger-due", None)
         self._turn = threading.Lock()  # whoever holds it uses the connection
-        self._state = threading.Lock()  # guards the two fields below
+        self._state = threading.Lock()  # guards the field below
         self._queued = 0  # foreground and overdue calls submitted that do not hold the turn yet
-        self._background_busy = False
 
     def _lane(self, name: str, nice: int | None) -> ThreadPoolExecutor:
         def started() -> None:
@@ -75,8 +75,7 @@ class Turns:
     async def _call(self, lane: ThreadPoolExecutor, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         with self._state:
             self._queued += 1
-            if self._background_busy:
-                self.interrupt()
+        self.interrupt()
         try:
             job: Future[T] = lane.submit(self._run, fn, args)
         except RuntimeError:  # shut down
@@ -90,9 +89,7 @@ class Turns:
         # Interrupted again while it waits: DuckDB drops an interrupt that comes just before a
         # statement starts, and a starved background thread spends most of its time just there.
         while not self._turn.acquire(timeout=REINTERRUPT_S):
-            with self._state:
-                if self._background_busy:
-                    self.interrupt()
+            self.interrupt()
         try:
             with self._state:
                 self._queued -= 1
@@ -114,17 +111,10 @@ class Turns:
             with self._state:
                 if self._queued:
                     return None
-                self._background_busy = True
-            try:
-                return fn()
-            finally:
-                with self._state:
-                    self._background_busy = False
+            return fn()
 
     def shutdown(self) -> None:
-        with self._state:
-            if self._background_busy:
-                self.interrupt()
+        self.interrupt()
         self._bg.shutdown(wait=True, cancel_futures=True)  # a batch not started yet is not needed
         for lane in (self._due, self._fg):
             lane.shutdown(wait=True)
