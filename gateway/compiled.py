@@ -45,6 +45,7 @@ MODULES = (
     "gateway.config.snapshot", "gateway.providers.translate.codec",
     "gateway.providers.wire.head", "gateway.providers.wire.openai_usage",
     "gateway.providers.translate.openai_openai",
+    "gateway.h1server.conn", "gateway.h1server.proto", "gateway.h1server.head", "gateway.h1server.scope",
 )
 
 

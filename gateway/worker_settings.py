@@ -30,6 +30,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     transport: Literal["h1", "aiohttp", "httpx-aiohttp", "httpx"]
     pool_size: int
     shutdown_grace_s: float
+    server: Literal["native", "granian"]
     max_connections: int
     header_timeout_s: float
     keep_alive: bool

@@ -1,4 +1,4 @@
-"""`batch_threads`: a granian worker's runtime threads run SCHED_BATCH (they never preempt the
+"""`batch_threads` (with `server = "granian"`): a granian worker's runtime threads run SCHED_BATCH (they never preempt the
 worker's Python thread), the Python thread itself stays SCHED_OTHER, and the setting turns it
 off. Read from /proc of a real `tollgate serve` worker."""
 
@@ -50,7 +50,7 @@ def _policies(pid: int) -> dict[int, int]:
 
 
 def _serve_and_read(tmp_path: Path, env: dict[str, str]) -> tuple[int, dict[int, int]]:
-    gateway = GatewayProcess(ROOT / "policies", tmp_path / "data", env=env).start()
+    gateway = GatewayProcess(ROOT / "policies", tmp_path / "data", env={"TOLLGATE_SERVER": "granian", **env}).start()
     try:
         for _ in range(20):  # requests wake granian's runtime threads
             assert httpx.get(f"{gateway.url}/readyz", timeout=5).status_code == 200

@@ -36,6 +36,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("midjourney",),  # Midjourney's task store and action prices (its front door: server/midjourney/)
     ("console",),  # the web console's pages and sessions (server/routes.py routes /console/ to it)
     ("server",),  # the RSGI app: routes, the envelope, the attempt engine, Midjourney's front door
+    ("h1server",),  # the HTTP server the workers run the app on (its supervisor: stdlib only)
     ("commands", "serve", "diff", "native_build"),  # `tollgate check/explain/...`; `tollgate serve` (process start-up); `tollgate diff`; building the compiled request path
     ("cli",),
     ("__main__",),

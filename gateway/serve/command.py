@@ -19,7 +19,7 @@ from ..billing.setup import redis_url_problem, workers_problem
 from ..config import BundleError, load_snapshot
 from ..settings import CONFIG_ENV, ServeSettings
 from ..worker_settings import as_worker_settings
-from .connections import granian_options, plan_connections
+from .connections import ConnectionPlan, granian_options, plan_connections
 
 _COMPILED = {
     "on": "request path compiled",
@@ -39,6 +39,8 @@ def add_commands(sub: Any) -> None:
     serve.add_argument("--env-file", metavar="PATH",
                        help="NAME=value file over the environment ${VAR} reads; re-read on reload")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--server", choices=["native", "granian"],
+                       help="HTTP server: Tollgate's own (default) or granian's")
     serve.add_argument("--transport", choices=["h1", "aiohttp", "httpx-aiohttp", "httpx"])
     serve.add_argument("--no-ledger", action="store_true", help="do not record usage")
     serve.add_argument("--state-store", choices=["memory", "redis"], help="limit counters (default: memory)")
@@ -74,6 +76,7 @@ def serve_command(args: argparse.Namespace) -> int:
             "env_file": args.env_file,
             "log_level": args.log_level,
             "transport": args.transport,
+            "server": args.server,
             "ledger": False if args.no_ledger else None,
             "state_store": args.state_store,
             "redis_url": args.redis_url,
@@ -121,6 +124,8 @@ def serve_command(args: argparse.Namespace) -> int:
     run_plan = {
         "data_dir": str(settings.data_dir),
         "ingester": ingester_command(settings) if settings.ledger else None,
+        "server": settings.server,
+        "native": native_options(settings, plan),
         "granian": {
             "address": settings.host,
             "port": settings.port,
@@ -144,6 +149,22 @@ def serve_command(args: argparse.Namespace) -> int:
     # there (another checkout, a GitOps repo's folder) would be imported instead of this package
     os.execv(sys.executable, [sys.executable, "-P", "-m", "gateway.serve.run", str(read_end)])
     return 0
+
+
+def native_options(settings: ServeSettings, plan: ConnectionPlan) -> dict[str, Any]:
+    """What gateway/h1server/supervisor.py and its workers need."""
+    return {
+        "address": settings.host,
+        "port": settings.port,
+        "workers": settings.workers,
+        "backlog": settings.backlog,
+        "max_connections": plan.max_connections,
+        "max_header_bytes": settings.max_header_bytes,
+        "header_timeout_s": settings.header_timeout_s,
+        "keep_alive": settings.keep_alive,
+        "grace_s": settings.shutdown_grace_s,
+        "workers_kill_timeout": settings.shutdown_grace_s + 5,
+    }
 
 
 def listen_problem(host: str, port: int) -> str | None:

@@ -70,7 +70,12 @@ def run(plan: dict[str, Any]) -> int:
     ingester_cmd = plan.get("ingester")
     ingester = start_ingester(ingester_cmd, Path(plan["data_dir"])) if ingester_cmd else None
     try:
-        run_granian(dict(plan["granian"]))
+        if plan.get("server", "granian") == "native":
+            from ..h1server.supervisor import serve  # standard library only, like this module
+
+            serve(dict(plan["native"]))
+        else:
+            run_granian(dict(plan["granian"]))
     finally:
         if ingester is not None:
             ingester.terminate()  # it loads what the workers spooled last, then exits

@@ -1,0 +1,52 @@
+"""What a worker's connections share: the application, the limits, the open connections, and
+the sweep that enforces the header timeout (one timer per worker, not one per connection)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .conn import H1Connection
+
+
+class Serving:
+    def __init__(self, app: Any, loop: asyncio.AbstractEventLoop, *, max_connections: int,
+                 max_header_bytes: int, header_timeout_s: float, keep_alive: bool) -> None:
+        self.app = app
+        self.loop = loop
+        self.max_connections = max_connections
+        self.max_header_bytes = max_header_bytes
+        self.header_timeout_s = header_timeout_s
+        self.keep_alive = keep_alive
+        self.connections: set[H1Connection] = set()
+        self.draining = False
+        self._writers: list[H1Connection] = []
+
+    def queue(self, conn: H1Connection) -> None:
+        """`conn` has bytes to write: all are written by one callback after this turn's work."""
+        if not self._writers:
+            self.loop.call_soon(self.flush)
+        self._writers.append(conn)
+
+    def flush(self) -> None:
+        writers, self._writers = self._writers, []
+        for conn in writers:
+            conn.flush()
+
+    async def sweep(self) -> None:
+        """Close connections that have waited for a request head longer than the timeout: new
+        ones that send nothing, idle keep-alive ones, slow trickles (hyper's header timer)."""
+        every = min(1.0, self.header_timeout_s / 4)
+        while True:
+            await asyncio.sleep(every)
+            late = self.loop.time() - self.header_timeout_s
+            for conn in list(self.connections):
+                since = conn.idle_since()
+                if since and since <= late:
+                    conn.shut()
+
+    def shut_all(self) -> None:
+        self.draining = True
+        for conn in list(self.connections):
+            conn.shut()
