@@ -6,7 +6,7 @@ start to the first answered `POST /v1/chat/completions` (the demo key, the mock 
 for /readyz, lets the tree idle a few seconds, then reads RSS, PSS and private memory
 (/proc/PID/smaps_rollup) of every process of the tree, prints a table and stops everything.
 
-RSS counts a page shared by two processes (granian forks its workers from the supervisor) in
+RSS counts a page shared by two processes (the supervisor forks its workers) in
 both; PSS divides it among them, so the PSS column adds up to the tree's real footprint.
 
 Run: .venv/bin/python -m benchmarks.bench_memory [--workers 1,2] [--idle 5] [--reps 1]
@@ -83,7 +83,7 @@ def role(pid: int, root: int) -> str:
         return "supervisor (tollgate serve)"
     if "gateway.usage.ingester" in argv[1:4]:  # python [-P] -m gateway.usage.ingester
         return "ledger owner (ingester)"
-    return "granian worker"  # forked from the supervisor: the same command line
+    return "worker"  # forked from the supervisor: the same command line
 
 
 @contextlib.contextmanager

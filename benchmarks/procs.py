@@ -69,7 +69,7 @@ def rss_bytes(pids: Sequence[int]) -> int:
 
 
 def largest_rss_bytes(pgid: int | None) -> int:
-    """The largest single process of a group: for Tollgate, its one granian worker."""
+    """The largest single process of a group: for Tollgate, its one worker."""
     return max(rss_each(group_pids(pgid)), default=0) if pgid is not None else 0
 
 

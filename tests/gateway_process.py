@@ -1,4 +1,4 @@
-"""Run the real `tollgate serve` (granian workers) in a subprocess on a free loopback port."""
+"""Run the real `tollgate serve` (its worker processes) in a subprocess on a free loopback port."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Shared by the request-intake tests: a real gateway in front of the built-in mock provider, raw
 HTTP/1.1 over a socket (bytes written by hand: bad framing, cut bodies, slow senders), and the
-RSS of the gateway's granian worker processes."""
+RSS of the gateway's worker processes."""
 
 from __future__ import annotations
 

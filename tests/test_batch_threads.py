@@ -1,5 +1,5 @@
-"""`batch_threads` (with `server = "granian"`): a granian worker's runtime threads run SCHED_BATCH (they never preempt the
-worker's Python thread), the Python thread itself stays SCHED_OTHER, and the setting turns it
+"""`batch_threads` (with `server = "granian"`): a granian worker's runtime threads run
+SCHED_BATCH (they never preempt the worker's Python thread), the Python thread itself stays SCHED_OTHER, and the setting turns it
 off. Read from /proc of a real `tollgate serve` worker."""
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+import gc
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -134,7 +135,7 @@ async def serve(app: App) -> AsyncIterator[tuple[str, Front]]:
 
 
 @pytest.fixture(params=["asyncio", "uvloop"])
-def run(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, Any]], Any]:
+def run(request: pytest.FixtureRequest) -> Iterator[Callable[[Coroutine[Any, Any, Any]], Any]]:
     factory = uvloop.new_event_loop if request.param == "uvloop" else asyncio.new_event_loop
 
     def run(main: Coroutine[Any, Any, Any]) -> Any:
@@ -143,7 +144,11 @@ def run(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, Any]], 
                 return await main
         with asyncio.Runner(loop_factory=factory) as runner:
             return runner.run(bounded())
-    return run
+    yield run
+    # What the loops left (transports, coroutines, the websockets client's objects) is collected
+    # here, not by a collection that may fall inside a later test's ast.parse(): CPython 3.11
+    # then raises "AST constructor recursion depth mismatch" (seen in test_import_layers.py).
+    gc.collect()
 
 
 async def echo(scope: Any, proto: WsProto) -> list[tuple[int, Any]]:
