@@ -240,6 +240,18 @@ def test_get_and_post_scope_and_answer_through_httpx() -> None:
     run(main())
 
 
+def test_an_absolute_form_target_is_served_by_its_path() -> None:
+    """RFC 9112 3.2.2: a server accepts `POST http://host/path` and routes on the path."""
+
+    async def main() -> None:
+        async with serve(answer_path) as server:
+            client = await server.open()
+            answer = await client.request(post("http://elsewhere:8080/v1/chat/completions?x=1", b"{}"))
+            assert (answer.status, answer.body) == (200, b"/v1/chat/completions {}")
+            client.close()
+    run(main())
+
+
 def test_client_address_and_the_raw_status_line() -> None:
     scopes: list[Any] = []
 

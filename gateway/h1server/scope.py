@@ -66,6 +66,8 @@ class HttpScope:
         self.client = client
         self.server = server
         path, _, query = target.partition(b"?")
+        if path[:1] != b"/" and b"://" in path:  # absolute form (RFC 9112 3.2.2): the path only
+            path = b"/" + path.split(b"://", 1)[1].partition(b"/")[2]
         text = path.decode("latin-1")
         # percent-decoded like granian's (a Gemini client may send `%3A` for the method's colon)
         self.path = unquote(text) if "%" in text else text
