@@ -173,6 +173,7 @@ class H1Connection:
     # -- serving -----------------------------------------------------------------------------
     def _serve(self, proto: HttpProto) -> None:
         self.current = proto
+        self.serving.active += 1
         self.loop.create_task(self._run(proto))
 
     async def _run(self, proto: HttpProto) -> None:
@@ -185,6 +186,7 @@ class H1Connection:
         self._done(proto)
 
     def _done(self, proto: HttpProto) -> None:
+        self.serving.active -= 1
         if not proto.responded:
             if not self.closed:
                 self.write(render_head(500, [], 0, True))
@@ -209,18 +211,24 @@ class H1Connection:
 
     # -- writing -----------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
-        """Queued, and written once per turn of the loop with every other connection's
-        (Serving.flush): the first send wakes the client, which on a shared core would preempt
-        this thread at every answer (measured at c=16: ~1 involuntary switch per request)."""
+        """With other requests in flight, queued and written once per turn of the loop with every
+        other connection's (Serving.flush): fewer sends, and each send wakes a client that on a
+        shared core preempts this thread (measured, c=16 and c=64: 117-132 vs 123-149 µs of CPU
+        per request). Alone, written at once: the client has its answer before the bookkeeping
+        that follows it (c=1: p50 0.30-0.31 vs 0.32 ms, 15 µs less CPU per request)."""
         if self.closed or self.transport is None:
             return
-        self.out_bytes += len(data)
         out = self.out
         if out is None:
+            if self.serving.active <= 1:
+                self.transport.write(data)
+                return
             self.out = [data]
+            self.out_bytes = len(data)
             self.serving.queue(self)
         else:
             out.append(data)
+            self.out_bytes += len(data)
 
     def flush(self) -> None:
         out, self.out = self.out, None

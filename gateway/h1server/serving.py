@@ -21,6 +21,7 @@ class Serving:
         self.keep_alive = keep_alive
         self.connections: set[H1Connection] = set()
         self.draining = False
+        self.active = 0  # requests being served (conn.py writes at once when it is the only one)
         self._writers: list[H1Connection] = []
 
     def queue(self, conn: H1Connection) -> None:
