@@ -297,6 +297,11 @@ class H1Connection:
         if self.current is None and self._ws is None:
             self._close()
 
+    def abort(self) -> None:
+        """The grace period is over: the connection goes, whatever is in flight."""
+        if self.transport is not None:
+            self.transport.abort()
+
     # -- WebSocket ---------------------------------------------------------------------------
     def _upgrade(self, rest: bytes) -> None:
         scope = self._ws_scope

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from granian._granian import RSGIProtocolClosed as ProtocolClosed
 from granian._granian import RSGIProtocolError as ProtocolError
@@ -16,20 +16,36 @@ from granian._granian import RSGIProtocolError as ProtocolError
 from .head import render_head
 from .scope import HttpScope
 
-if TYPE_CHECKING:
-    from .conn import H1Connection
-
 # Unread body bytes a connection buffers before it stops reading the socket (the application
 # reads a body only once the key is known, and then with its own limit).
 BODY_BUFFER = 256 * 1024
 UNREAD, WHOLE, CHUNKS = 0, 1, 2  # how the body is being read
 
 
+class Link(Protocol):
+    """What a request needs of its connection (conn.py's H1Connection)."""
+
+    loop: asyncio.AbstractEventLoop
+    closed: bool
+    write_paused: bool
+    out_bytes: int
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def will_close(self, proto: HttpProto) -> bool: ...
+
+
 class HttpProto:
     __slots__ = ("_buffered", "_chunks", "_conn", "_disconnect", "_mode", "_waiter", "complete",
                  "continue_sent", "expect", "failed", "keep_alive", "responded", "scope", "stream")
 
-    def __init__(self, conn: H1Connection, scope: HttpScope, keep_alive: bool, expect: bool) -> None:
+    def __init__(self, conn: Link, scope: HttpScope, keep_alive: bool, expect: bool) -> None:
         self._conn = conn
         self.scope = scope
         self.keep_alive = keep_alive
@@ -169,7 +185,7 @@ class ResponseStream:
 
     __slots__ = ("_body", "_chunked", "_conn", "ended")
 
-    def __init__(self, conn: H1Connection, body: bool, chunked: bool = True) -> None:
+    def __init__(self, conn: Link, body: bool, chunked: bool = True) -> None:
         self._conn = conn
         self._body = body
         self._chunked = chunked

@@ -4,10 +4,19 @@ the sweep that enforces the header timeout (one timer per worker, not one per co
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .conn import H1Connection
+
+class Member(Protocol):
+    """What the worker's shared state needs of a connection (conn.py's Member)."""
+
+    def idle_since(self) -> float: ...
+
+    def shut(self) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def abort(self) -> None: ...
 
 
 class Serving:
@@ -19,12 +28,12 @@ class Serving:
         self.max_header_bytes = max_header_bytes
         self.header_timeout_s = header_timeout_s
         self.keep_alive = keep_alive
-        self.connections: set[H1Connection] = set()
+        self.connections: set[Member] = set()
         self.draining = False
         self.active = 0  # requests being served (conn.py writes at once when it is the only one)
-        self._writers: list[H1Connection] = []
+        self._writers: list[Member] = []
 
-    def queue(self, conn: H1Connection) -> None:
+    def queue(self, conn: Member) -> None:
         """`conn` has bytes to write: all are written by one callback after this turn's work."""
         if not self._writers:
             self.loop.call_soon(self.flush)

@@ -50,8 +50,7 @@ async def _serve(loop: asyncio.AbstractEventLoop, app: Any, sock: socket.socket,
     while serving.connections and loop.time() < deadline:
         await asyncio.sleep(0.05)
     for conn in list(serving.connections):
-        if conn.transport is not None:
-            conn.transport.abort()
+        conn.abort()
     sweep.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await sweep
