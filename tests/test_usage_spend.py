@@ -20,10 +20,11 @@ from gateway.usage.record import UsageRecord
 from gateway.usage.spend import SpendTracker
 from gateway.usage.spool import SpoolWriter
 
-NOW = dt.datetime.now(dt.UTC)
 
-
-def row(rid: str, cost: str, key: str = "a", group: str = "g", when: dt.datetime = NOW) -> UsageRecord:
+def row(rid: str, cost: str, key: str = "a", group: str = "g", when: dt.datetime | None = None) -> UsageRecord:
+    # stamped when made (not when the module was imported): a run that crosses midnight, or
+    # Sunday's end, would otherwise add rows dated in the period before the one being tracked
+    when = when or dt.datetime.now(dt.UTC)
     return UsageRecord(request_id=rid, started_at=when, finished_at=when, key_id=key, group=group,
                        cost_usd=Decimal(cost))
 
