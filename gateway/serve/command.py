@@ -119,21 +119,12 @@ def serve_command(args: argparse.Namespace) -> int:
     plan = plan_connections(settings)  # raises the descriptor limit: inherited through exec
     if plan.warning:
         print(plan.warning, file=sys.stderr)
-    options = granian_options(settings, plan)
-    options["http1_settings"] = dataclasses.asdict(options["http1_settings"])
     run_plan = {
         "data_dir": str(settings.data_dir),
         "ingester": ingester_command(settings) if settings.ledger else None,
         "server": settings.server,
-        "native": native_options(settings, plan),
-        "granian": {
-            "address": settings.host,
-            "port": settings.port,
-            "workers": settings.workers,
-            "log_level": settings.log_level,
-            "workers_kill_timeout": int(settings.shutdown_grace_s),
-            **options,
-        },
+        # only the chosen server's options: building granian's imports granian
+        settings.server: (native_options if settings.server == "native" else granian_plan)(settings, plan),
     }
     # The rest runs in a fresh interpreter with this pid (run.py): what was loaded to check the
     # settings and the bundle is not kept, nor inherited by the workers granian forks from it.
@@ -149,6 +140,20 @@ def serve_command(args: argparse.Namespace) -> int:
     # there (another checkout, a GitOps repo's folder) would be imported instead of this package
     os.execv(sys.executable, [sys.executable, "-P", "-m", "gateway.serve.run", str(read_end)])
     return 0
+
+
+def granian_plan(settings: ServeSettings, plan: ConnectionPlan) -> dict[str, Any]:
+    """What serve/run.py hands to `Granian(...)`."""
+    options = granian_options(settings, plan)
+    options["http1_settings"] = dataclasses.asdict(options["http1_settings"])
+    return {
+        "address": settings.host,
+        "port": settings.port,
+        "workers": settings.workers,
+        "log_level": settings.log_level,
+        "workers_kill_timeout": int(settings.shutdown_grace_s),
+        **options,
+    }
 
 
 def native_options(settings: ServeSettings, plan: ConnectionPlan) -> dict[str, Any]:

@@ -70,7 +70,7 @@ def run(plan: dict[str, Any]) -> int:
     ingester_cmd = plan.get("ingester")
     ingester = start_ingester(ingester_cmd, Path(plan["data_dir"])) if ingester_cmd else None
     try:
-        if plan.get("server", "granian") == "native":
+        if plan["server"] == "native":
             from ..h1server.supervisor import serve  # standard library only, like this module
 
             serve(dict(plan["native"]))
