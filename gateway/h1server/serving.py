@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 
 class Member(Protocol):
-    """What the worker's shared state needs of a connection (conn.py's Member)."""
+    """What the worker's shared state needs of a connection (conn.py's H1Connection)."""
 
     def idle_since(self) -> float: ...
 

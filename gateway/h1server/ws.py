@@ -9,7 +9,6 @@ between them, the transport and the app, and keeps granian's behaviour where the
 from __future__ import annotations
 
 import asyncio
-import http
 from typing import Any
 
 from granian._granian import RSGIProtocolClosed, RSGIProtocolError
@@ -20,6 +19,8 @@ from websockets.frames import DATA_OPCODES, CloseCode, Frame
 from websockets.http11 import Request
 from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
+
+from .head import render_head
 
 __all__ = ["MAX_SIZE", "WsMessage", "WsProto", "WsSession", "WsTransport"]
 
@@ -121,13 +122,8 @@ class WsSession:
         self.stage = "refused"
         if not 200 <= status <= 599:
             status = 403
-        try:
-            phrase = http.HTTPStatus(status).phrase
-        except ValueError:
-            phrase = ""
         if not self.gone:
-            self.transport.write(f"HTTP/1.1 {status} {phrase}\r\ncontent-length: 0\r\n"
-                                 "connection: close\r\n\r\n".encode("latin-1"))
+            self.transport.write(render_head(status, [], 0, True))  # content-length: 0, close
         self._close_transport()
 
     def start_closing(self) -> None:
