@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from .credits_store import OPS as CREDIT_OPS
 from .lock import socket_path
 from .parquet import ParquetSink, SinkChoice, resolve_sink
 from .spool import ready_segments
@@ -47,6 +48,8 @@ TAKE_OVER_AFTER_S = 2 * INGEST_MAX_WAIT_S
 # GIL) until it gets the core to stop.
 SATURATED_HOLD_S = 10.0
 RETENTION_EVERY_S = 3600.0
+LEDGER_FILE = "usage.duckdb"
+OPS = frozenset({"query", "export", "queries", "spend", *CREDIT_OPS})
 
 
 class Owner:
@@ -57,10 +60,12 @@ class Owner:
     at the same time.
 
     DuckDB is imported and the file opened on first need: the first spool segment to ingest or
-    the first request on the socket (or at start with a Parquet sink, to export what a crashed
-    owner left queued). An owner with nothing to do holds the lock and the socket only (~35 MB
-    of RSS less, and a faster start, measured with benchmarks.bench_memory). Retention runs when
-    the file is opened, then hourly."""
+    the first request on the socket that reads the ledger (or at start with a Parquet sink, to
+    export what a crashed owner left queued). A connection that asks nothing (the serve
+    command's readiness probe), an unknown op and a spend query on a ledger with no file and
+    nothing spooled are answered without it. An owner with nothing to do holds the lock and the
+    socket only (~65 MB of RSS less, and a faster start, measured with benchmarks.bench_memory).
+    Retention runs when the file is opened, then hourly."""
 
     def __init__(
         self,
@@ -96,7 +101,7 @@ class Owner:
         self._server = await asyncio.start_unix_server(self._serve, sock=self._listener, limit=1 << 24)
         if listen_fd is not None:
             return
-        log.info("usage ledger owned by pid %d (%s)", os.getpid(), self.data_dir / "usage.duckdb")
+        log.info("usage ledger owned by pid %d (%s)", os.getpid(), self.data_dir / LEDGER_FILE)
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await self._turns.foreground(fn, *args)
@@ -110,7 +115,7 @@ class Owner:
             if self.store is None:
                 from .store import LedgerStore  # DuckDB: loaded here, on first need
 
-                self.store = await self._call(LedgerStore, self.data_dir / "usage.duckdb", 60.0, self._sink)
+                self.store = await self._call(LedgerStore, self.data_dir / LEDGER_FILE, 60.0, self._sink)
         return self.store
 
     async def ingest(self, overdue: bool = False) -> int:
@@ -171,6 +176,12 @@ class Owner:
         return int(await (self._turns.overdue(work) if overdue else self._call(work)))
 
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        if op not in OPS:  # answered without loading DuckDB
+            return {"error": f"unknown op {op!r}"}
+        if op == "spend" and self.store is None and await self._call(self._empty):
+            # a new ledger (zero as its DECIMAL(38, 9) sum reads): budgets seed without DuckDB
+            return {"spend": "0E-9"}
         from .store import dispatch
 
         store = await self._open()
@@ -185,10 +196,18 @@ class Owner:
             self._active -= 1
             self.last_work = time.monotonic()
 
+    def _empty(self) -> bool:
+        """No ledger file and nothing spooled to ingest: every total is zero."""
+        files = (self.data_dir / LEDGER_FILE, self.data_dir / (LEDGER_FILE + ".wal"))
+        return not any(path.exists() for path in files) and not ready_segments(self.spool_dir)
+
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             line = await reader.readline()
-            request = msgspec.json.decode(line) if line else {}
+            if not line:  # a connection that asks nothing (`tollgate serve` probing for the socket)
+                writer.close()
+                return
+            request = msgspec.json.decode(line)
             answer = await self.handle(request if isinstance(request, dict) else {})
         except Exception as exc:  # a bad request must not take the server down
             log.exception("ledger request failed")
