@@ -1,5 +1,6 @@
 """An answer's head: the status line, the application's headers, and what the server adds
-(`content-length` or chunked framing, `date`, `connection: close`)."""
+(`content-length` or chunked framing, `date`, `connection: close`, or `connection: keep-alive`
+for an HTTP/1.0 client kept alive)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ _LINES: dict[int, bytes] = {}
 _date: list[object] = [0, b""]  # [the second it was made for, "date: ...\r\n"]
 # Framing headers are the server's: the application's would contradict the body it sends.
 _OURS = frozenset(("content-length", "transfer-encoding", "connection", "date"))
+_CLOSE = b"connection: close\r\n\r\n"
+_KEEP_ALIVE = b"connection: keep-alive\r\n\r\n"
 
 
 def status_line(status: int) -> bytes:
@@ -34,8 +37,9 @@ def _date_line() -> bytes:
 
 
 def render_head(status: int, headers: list[tuple[str, str]], length: int | None, close: bool,
-                chunked: bool = True) -> bytes:
-    """`length` None: a chunked body (or none, for statuses that have none)."""
+                chunked: bool = True, keep_alive: bool = False) -> bytes:
+    """`length` None: a chunked body (or none, for statuses that have none). `keep_alive`: say
+    `connection: keep-alive` (an HTTP/1.0 client that asked for it closes without it)."""
     kept = [f"{k}: {v}\r\n" for k, v in headers if k.lower() not in _OURS]
     lines = "".join(kept)
     if lines.count("\n") != len(kept) or lines.count("\r") != len(kept) or "\0" in lines:
@@ -46,7 +50,7 @@ def render_head(status: int, headers: list[tuple[str, str]], length: int | None,
         framing = b"transfer-encoding: chunked\r\n" if chunked else b""
     else:
         framing = b"content-length: %d\r\n" % length
-    tail = b"connection: close\r\n\r\n" if close else b"\r\n"
+    tail = _CLOSE if close else _KEEP_ALIVE if keep_alive else b"\r\n"
     return b"".join((status_line(status), lines.encode("latin-1", "replace"), framing, _date_line(), tail))
 
 

@@ -153,7 +153,8 @@ class HttpProto:
         close = self._conn.will_close(self)
         if close:
             self.keep_alive = False  # said in the head: closed after this answer whatever follows
-        return render_head(status, headers, length, close, chunked)
+        return render_head(status, headers, length, close, chunked,
+                           not close and self.scope.http_version == "1.0")
 
     def response_bytes(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
         head = self._start(status, headers, len(body))
