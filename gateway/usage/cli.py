@@ -17,7 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .client import LedgerUnavailable, call
-from .lock import socket_path
+from .lock import LEDGER_FILE, socket_path
 from .schema import DDL
 
 REPORT_KEYS = {
@@ -30,7 +30,6 @@ REPORT_KEYS = {
     "node": "node",  # --parquet only
     "task": "task_id",  # asynchronous tasks: one row each, from the `tasks` view (usage/schema.py)
 }
-LEDGER_FILE = "usage.duckdb"
 DATA_DIR_HELP = "the gateway data directory (default as for serve: TOLLGATE_DATA_DIR, --config, data)"
 UTC_CLOCK = "make_timestamp(epoch_us(started_at))"  # no time-zone lookup per row
 BALANCES = "SELECT key_id, credits_usd, spent_usd, balance_usd, last_credit_at FROM balances"

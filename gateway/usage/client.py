@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from .lock import socket_path, try_lock
+from .lock import LEDGER_FILE, socket_path, try_lock
 from .spool import ready_segments
 
 
@@ -59,7 +59,7 @@ def call(data_dir: Path, request: dict[str, Any], timeout: float = 120.0) -> dic
                 from .store import LedgerStore, dispatch
 
                 # rows it ingests are queued for the gateway's Parquet sink (written at its next start)
-                store = LedgerStore(data_dir / "usage.duckdb", inherit_parquet=True)
+                store = LedgerStore(data_dir / LEDGER_FILE, inherit_parquet=True)
                 try:
                     store.ingest(ready_segments(data_dir / "spool"))  # leftovers of a stopped gateway
                     return dispatch(store, request)

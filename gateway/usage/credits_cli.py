@@ -16,9 +16,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .cli import DATA_DIR_HELP, LEDGER_FILE, _run, print_result
+from .cli import DATA_DIR_HELP, _run, print_result
 from .codes import code_hash, new_code
 from .credits_store import CreditError, check_key_id, parse_usd
+from .lock import LEDGER_FILE
 
 MAX_CODES = 10_000
 

@@ -8,6 +8,8 @@ import hashlib
 import os
 from pathlib import Path
 
+LEDGER_FILE = "usage.duckdb"  # in the data directory
+
 
 def socket_path(data_dir: Path) -> str:
     """`<data_dir>/ledger.sock`; a Unix socket path is limited to 107 bytes, so a deep data dir

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from .credits_store import OPS as CREDIT_OPS
-from .lock import socket_path
+from .lock import LEDGER_FILE, socket_path
 from .parquet import ParquetSink, SinkChoice, resolve_sink
 from .spool import ready_segments
 from .turns import Turns
@@ -48,7 +48,6 @@ TAKE_OVER_AFTER_S = 2 * INGEST_MAX_WAIT_S
 # GIL) until it gets the core to stop.
 SATURATED_HOLD_S = 10.0
 RETENTION_EVERY_S = 3600.0
-LEDGER_FILE = "usage.duckdb"
 OPS = frozenset({"query", "export", "queries", "spend", *CREDIT_OPS})
 
 
