@@ -1,6 +1,6 @@
 """Tasks of every family, kept durably and shared by every worker process of the gateway.
 
-stdlib sqlite3 in WAL mode in `<data_dir>/tasks.sqlite`: several granian workers read and write
+stdlib sqlite3 in WAL mode in `<data_dir>/tasks.sqlite`: several workers read and write
 the same file (DuckDB allows one writer process, and the ledger owner is the only one). Each
 store runs its statements on one thread of its own, off the event loop; a busy timeout covers
 the other workers' short write locks. A task row remembers its family, who submitted it

@@ -1,4 +1,4 @@
-"""The ledger owner as its own process, started by `tollgate serve` next to the granian workers.
+"""The ledger owner as its own process, started by `tollgate serve` next to the HTTP workers.
 
 Workers then only append to their spool (no DuckDB in their memory); if this process dies, a
 worker takes the ingest lock over (see Ledger), so no usage waits for a restart.
